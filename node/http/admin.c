@@ -1,0 +1,104 @@
+/* The admin listener's observability routes: /healthz (the process answers),
+ * /readyz (this node can reach PostgreSQL: a load balancer should send traffic
+ * only then) and /metrics (Prometheus text format). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/http/http.h"
+#include "node/metrics.h"
+#include "node/server.h"
+#include "node/services.h"
+#include "node/workers.h"
+
+static void healthz(struct http_exchange *x)
+{
+    http_respond(x, 200, "text/plain; charset=utf-8", "ok\n", 3, NULL);
+}
+
+struct ready_job {
+    struct job job;
+    struct http_exchange *x;
+    bool ok;
+    char err[256];
+};
+
+static void ready_work(struct job *j, struct worker *w)
+{
+    struct ready_job *r = (struct ready_job *)j;
+    PGconn *db = worker_db(w, r->err, sizeof(r->err));
+    if (!db)
+        return;
+    PGresult *res = PQexec(db, "SELECT 1");
+    r->ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!r->ok) {
+        snprintf(r->err, sizeof(r->err), "%s", PQerrorMessage(db));
+        worker_db_check(w);
+    }
+    PQclear(res);
+}
+
+static void ready_done(struct job *j)
+{
+    struct ready_job *r = (struct ready_job *)j;
+    if (r->ok) {
+        http_respond(r->x, 200, "text/plain; charset=utf-8", "ready\n", 6, NULL);
+    } else {
+        char body[400];
+        /* one line: libpq messages end with a newline */
+        r->err[strcspn(r->err, "\r\n")] = '\0';
+        int n = snprintf(body, sizeof(body), "not ready: database: %s\n", r->err);
+        http_respond(r->x, 503, "text/plain; charset=utf-8", body, (size_t)n, NULL);
+    }
+    free(r);
+}
+
+static void readyz(struct http_exchange *x)
+{
+    if (server_stopping()) {
+        http_respond(x, 503, "text/plain; charset=utf-8", "not ready: stopping\n", 20, NULL);
+        return;
+    }
+    struct ready_job *r = calloc(1, sizeof(*r));
+    if (!r) {
+        http_respond_status(x, 503);
+        return;
+    }
+    r->job.work = ready_work;
+    r->job.done = ready_done;
+    r->x = x;
+    if (workers_submit(server_workers(), &r->job) < 0) {
+        free(r);
+        http_respond(x, 503, "text/plain; charset=utf-8", "not ready: busy\n", 16, NULL);
+        return;
+    }
+    http_defer(x);
+}
+
+static void metrics(struct http_exchange *x)
+{
+    size_t cap = 64 * 1024;
+    for (int tries = 0; tries < 6; tries++, cap *= 2) {
+        char *buf = malloc(cap);
+        if (!buf)
+            break;
+        struct runtime *rt = runtime_get();
+        int n = metrics_render(buf, cap, rt->cfg->node_id);
+        runtime_put(&rt);
+        if (n >= 0) {
+            http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n,
+                         NULL);
+            free(buf);
+            return;
+        }
+        free(buf);
+    }
+    http_respond_status(x, 500);
+}
+
+void admin_http_init(void)
+{
+    http_route("admin", "/healthz", healthz);
+    http_route("admin", "/readyz", readyz);
+    http_route("admin", "/metrics", metrics);
+}

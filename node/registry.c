@@ -1,0 +1,33 @@
+/* The services this node can run. Adding a service: write its session code
+ * under node/services/ (or node/<service>/), declare its ops, add a row here
+ * and document its keys and defaults in docs/CONFIG.md. */
+#include "node/registry.h"
+
+#include <string.h>
+
+#include "node/http/http.h"
+#include "node/services.h"
+
+const struct service_def service_defs[] = {
+    /* RFC 867 time service of seed 003; off by default. */
+    {"daytime", false, "*:13", "", 30, "daytime", "tcp", "daytime-tls", "tls", NULL, NULL, &daytime_ops},
+    /* Health, readiness and metrics, and the admin API: plain HTTP on loopback (for
+     * local health checks), HTTPS everywhere. */
+    {"admin", true, "127.0.0.1:9180", "*:9443", 120, "admin-http", "http", "admin", "https", NULL, admin_http_init, &http_session_ops},
+};
+const size_t service_defs_count = sizeof(service_defs) / sizeof(service_defs[0]);
+
+void registry_init(void)
+{
+    for (size_t i = 0; i < service_defs_count; i++)
+        if (service_defs[i].init)
+            service_defs[i].init();
+}
+
+const struct service_def *registry_find(const char *name)
+{
+    for (size_t i = 0; i < service_defs_count; i++)
+        if (!strcmp(service_defs[i].name, name))
+            return &service_defs[i];
+    return NULL;
+}

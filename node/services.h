@@ -1,0 +1,12 @@
+/* Start-up hooks of the services (route registration and the like), called
+ * once by floed before any listener accepts. */
+#ifndef FLOE_NODE_SERVICES_H
+#define FLOE_NODE_SERVICES_H
+
+#include "node/conn.h"
+
+extern const struct service_ops daytime_ops;
+
+void admin_http_init(void);
+
+#endif

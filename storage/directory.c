@@ -1,0 +1,713 @@
+/* The directory: domains, domain aliases and accounts (migration 0001).
+ *
+ * Input is validated in C before any SQL runs, so the database only ever sees
+ * well-formed names; the CHECK constraints in the migration repeat the
+ * essentials for rows written by other means. Password hashing (slow by
+ * design) happens before a transaction opens, never while one holds locks.
+ *
+ * Case: domain names are folded to lower case here and stored that way.
+ * Local parts are ASCII, stored as given and matched by lower(local_part),
+ * which the unique index accounts_domain_local serves; the lookup value is
+ * folded here so the query compares against the indexed expression directly.
+ *
+ * A domain is named either by its own name or by one of its aliases; the
+ * DOMAIN_ID_OF fragment below resolves either to the domain's id.
+ */
+#include "storage/directory.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/db.h"
+#include "storage/password.h"
+
+/* The id of the domain named by parameter p, its own name or an alias. Names
+ * and aliases never overlap (dir_domain_add checks), so at most one matches. */
+#define DOMAIN_ID_OF(p)                                                                            \
+    "(SELECT id FROM domains WHERE name = " p " UNION ALL "                                        \
+    "SELECT domain_id FROM domain_aliases WHERE name = " p " LIMIT 1)"
+
+/* Columns read by fill_account(), in this order. */
+#define ACCOUNT_COLS "a.id, a.local_part, d.name, a.kind, a.full_name, a.disabled, a.is_admin"
+
+/* A yescrypt hash at libcrypt's default cost of a password nobody knows.
+ * dir_authenticate() verifies against it when the account does not exist, so
+ * an unknown login costs as much time as a known one. */
+static const char dummy_hash[] =
+    "$y$j9T$UcHWpgfY7f.RDvA3ipBzf.$r2Gzgnru08zr/F2D3O1RVC0fb0obBLrd0QTLoR9jsUC";
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- validation ---- */
+
+static char ascii_lower(char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+}
+
+int dir_domain_name_check(const char *name, char *out, size_t outlen, char *err, size_t errlen)
+{
+    if (name == NULL || name[0] == '\0') {
+        set_err(err, errlen, "domain name is empty");
+        return -1;
+    }
+    size_t n = strnlen(name, DIR_DOMAIN_MAX + 1);
+    if (n > DIR_DOMAIN_MAX) {
+        set_err(err, errlen, "domain name is longer than %d characters", DIR_DOMAIN_MAX);
+        return -1;
+    }
+    char buf[DIR_DOMAIN_MAX + 1];
+    size_t labels = 0, start = 0;
+    bool all_digits = true;
+    for (size_t i = 0; i <= n; i++) {
+        char ch = i < n ? ascii_lower(name[i]) : '.';
+        if (i < n)
+            buf[i] = ch;
+        if (ch == '.') {
+            size_t len = i - start;
+            if (len == 0) {
+                set_err(err, errlen, "domain name has an empty label");
+                return -1;
+            }
+            if (len > DIR_LABEL_MAX) {
+                set_err(err, errlen, "domain name has a label longer than %d characters",
+                        DIR_LABEL_MAX);
+                return -1;
+            }
+            /* RFC 952/1123: letters, digits, hyphens; no hyphen at either end. */
+            if (buf[start] == '-' || buf[i - 1] == '-') {
+                set_err(err, errlen, "domain name label starts or ends with a hyphen");
+                return -1;
+            }
+            labels++;
+            start = i + 1;
+            if (i < n)
+                all_digits = true;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
+            set_err(err, errlen, "domain name may hold only letters, digits, hyphens and dots");
+            return -1;
+        }
+        if (!(ch >= '0' && ch <= '9'))
+            all_digits = false;
+    }
+    buf[n] = '\0';
+    if (labels < 2) {
+        set_err(err, errlen, "domain name needs at least one dot");
+        return -1;
+    }
+    /* RFC 3696 §2: a top-level domain is never all-numeric. */
+    if (all_digits) {
+        set_err(err, errlen, "domain name ends in an all-numeric label");
+        return -1;
+    }
+    if (out != NULL) {
+        if (outlen <= n) {
+            set_err(err, errlen, "domain name buffer too small");
+            return -1;
+        }
+        memcpy(out, buf, n + 1);
+    }
+    return 0;
+}
+
+/* RFC 5322 §3.2.3 atext. */
+static bool is_atext(unsigned char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    return ch != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", ch) != NULL;
+}
+
+int dir_local_part_check(const char *local, char *err, size_t errlen)
+{
+    if (local == NULL || local[0] == '\0') {
+        set_err(err, errlen, "local part is empty");
+        return -1;
+    }
+    size_t n = strnlen(local, DIR_LOCAL_PART_MAX + 1);
+    if (n > DIR_LOCAL_PART_MAX) {
+        set_err(err, errlen, "local part is longer than %d characters", DIR_LOCAL_PART_MAX);
+        return -1;
+    }
+    /* RFC 5321 §4.1.2: Dot-string = Atom *("." Atom). */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)local[i];
+        if (ch == '.') {
+            if (i == 0 || i == n - 1 || local[i - 1] == '.') {
+                set_err(err, errlen, "local part has a leading, trailing or double dot");
+                return -1;
+            }
+        } else if (!is_atext(ch)) {
+            set_err(err, errlen, "local part holds a character not allowed in an address");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* RFC 3629 UTF-8 without control characters (C0 and DEL). */
+static bool text_ok(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = p[i];
+        if (b < 0x80) {
+            if (b < 0x20 || b == 0x7f)
+                return false;
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp, min;
+        if ((b & 0xE0) == 0xC0) {
+            len = 2, cp = b & 0x1F, min = 0x80;
+        } else if ((b & 0xF0) == 0xE0) {
+            len = 3, cp = b & 0x0F, min = 0x800;
+        } else if ((b & 0xF8) == 0xF0) {
+            len = 4, cp = b & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Splits and validates local@domain. local_r receives the local part as
+ * given, lower_r the same folded to lower case (the lookup key), domain_r
+ * the lower-cased domain. */
+static int parse_address(const char *address, char local_r[DIR_LOCAL_PART_MAX + 1],
+                         char lower_r[DIR_LOCAL_PART_MAX + 1], char domain_r[DIR_DOMAIN_MAX + 1],
+                         char *err, size_t errlen)
+{
+    if (address == NULL || address[0] == '\0') {
+        set_err(err, errlen, "address is empty");
+        return -1;
+    }
+    size_t n = strnlen(address, DIR_ADDRESS_SIZE);
+    if (n >= DIR_ADDRESS_SIZE) {
+        set_err(err, errlen, "address is too long");
+        return -1;
+    }
+    const char *at = memchr(address, '@', n);
+    if (at == NULL) {
+        set_err(err, errlen, "address must have the form local@domain");
+        return -1;
+    }
+    size_t ll = (size_t)(at - address);
+    if (ll == 0 || ll > DIR_LOCAL_PART_MAX) {
+        set_err(err, errlen, "local part must be 1 to %d characters", DIR_LOCAL_PART_MAX);
+        return -1;
+    }
+    memcpy(local_r, address, ll);
+    local_r[ll] = '\0';
+    if (dir_local_part_check(local_r, err, errlen) != 0)
+        return -1;
+    /* A second '@' lands in the domain part and fails its check there. */
+    if (dir_domain_name_check(at + 1, domain_r, DIR_DOMAIN_MAX + 1, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i <= ll; i++)
+        lower_r[i] = ascii_lower(local_r[i]);
+    return 0;
+}
+
+static int kind_check(const char *kind, char *err, size_t errlen)
+{
+    if (strcmp(kind, "user") == 0 || strcmp(kind, "group") == 0 || strcmp(kind, "resource") == 0)
+        return 0;
+    set_err(err, errlen, "account kind must be user, group or resource");
+    return -1;
+}
+
+/* ---- results ---- */
+
+static void copy_cell(char *dst, size_t cap, const PGresult *r, int row, int col)
+{
+    snprintf(dst, cap, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
+/* Fills *a from a row whose first columns are ACCOUNT_COLS. */
+static void fill_account(struct dir_account *a, const PGresult *r, int row)
+{
+    memset(a, 0, sizeof *a);
+    a->id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+    /* The CHECK constraints bound both parts to 64 + 1 + 253 < DIR_ADDRESS_SIZE. */
+    snprintf(a->address, sizeof a->address, "%s@%s", PQgetvalue(r, row, 1), PQgetvalue(r, row, 2));
+    copy_cell(a->kind, sizeof a->kind, r, row, 3);
+    copy_cell(a->full_name, sizeof a->full_name, r, row, 4);
+    a->disabled = PQgetvalue(r, row, 5)[0] == 't';
+    a->is_admin = PQgetvalue(r, row, 6)[0] == 't';
+}
+
+/* Runs a query in single-row mode and calls fn for each row until it returns
+ * non-zero. The result is always drained so the connection stays usable.
+ * Returns 0, or -1 with err on a database error. */
+static int query_each(PGconn *c, const char *sql, int nparams, const char *const *params,
+                      int (*fn)(const PGresult *r, int row, void *arg), void *arg, const char *what,
+                      char *err, size_t errlen)
+{
+    if (!PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0)) {
+        db_set_error(err, errlen, c, NULL, what);
+        return -1;
+    }
+    /* If single-row mode cannot be set the whole result arrives at once in
+     * PGRES_TUPLES_OK, which the loop below handles the same way. */
+    (void)PQsetSingleRowMode(c);
+    int rc = 0;
+    bool stop = false;
+    PGresult *r;
+    while ((r = PQgetResult(c)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
+            int nt = PQntuples(r);
+            for (int i = 0; i < nt && !stop && rc == 0; i++)
+                if (fn(r, i, arg) != 0)
+                    stop = true;
+        } else if (rc == 0) {
+            db_set_error(err, errlen, c, r, what);
+            rc = -1;
+        }
+        PQclear(r);
+    }
+    return rc;
+}
+
+/* Runs one statement; returns the result when it succeeded, else NULL with
+ * err set (and *failed_r, when given, holding the failed result for SQLSTATE
+ * inspection; the caller clears it). */
+static PGresult *run(PGconn *c, const char *sql, int nparams, const char *const *params,
+                     const char *what, PGresult **failed_r, char *err, size_t errlen)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (db_ok(r))
+        return r;
+    db_set_error(err, errlen, c, r, what);
+    if (failed_r != NULL)
+        *failed_r = r;
+    else
+        PQclear(r);
+    return NULL;
+}
+
+/* ---- domains ---- */
+
+int dir_domain_add(PGconn *c, const char *name, char *err, size_t errlen)
+{
+    char dom[DIR_DOMAIN_MAX + 1];
+    if (dir_domain_name_check(name, dom, sizeof dom, err, errlen) != 0)
+        return -1;
+    const char *p[] = {dom};
+
+    if (db_begin(c) != 0) {
+        db_set_error(err, errlen, c, NULL, "cannot begin");
+        return -1;
+    }
+    PGresult *r = run(c,
+                      "SELECT d.name FROM domain_aliases a JOIN domains d ON d.id = a.domain_id"
+                      " WHERE a.name = $1",
+                      1, p, "cannot look up domain aliases", NULL, err, errlen);
+    if (r == NULL)
+        goto fail;
+    if (PQntuples(r) > 0) {
+        set_err(err, errlen, "domain %s already exists as an alias of %s", dom,
+                PQgetvalue(r, 0, 0));
+        PQclear(r);
+        db_rollback(c);
+        return DIR_EEXIST;
+    }
+    PQclear(r);
+
+    /* ON CONFLICT also covers a concurrent add of the same name. */
+    r = run(c, "INSERT INTO domains (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
+            1, p, "cannot add domain", NULL, err, errlen);
+    if (r == NULL)
+        goto fail;
+    int added = PQntuples(r);
+    PQclear(r);
+    if (added == 0) {
+        set_err(err, errlen, "domain %s already exists", dom);
+        db_rollback(c);
+        return DIR_EEXIST;
+    }
+    if (db_commit(c) != 0) {
+        db_set_error(err, errlen, c, NULL, "cannot commit");
+        goto fail;
+    }
+    return 0;
+fail:
+    db_rollback(c);
+    return -1;
+}
+
+int dir_domain_delete(PGconn *c, const char *name, bool force, char *err, size_t errlen)
+{
+    char dom[DIR_DOMAIN_MAX + 1];
+    if (dir_domain_name_check(name, dom, sizeof dom, err, errlen) != 0)
+        return -1;
+    const char *p[] = {dom};
+
+    if (db_begin(c) != 0) {
+        db_set_error(err, errlen, c, NULL, "cannot begin");
+        return -1;
+    }
+    /* FOR UPDATE conflicts with the key-share lock an account insert takes on
+     * its domain, so no account can slip in between the count and the delete. */
+    PGresult *r = run(c, "SELECT id FROM domains WHERE name = $1 FOR UPDATE", 1, p,
+                      "cannot look up domain", NULL, err, errlen);
+    if (r == NULL)
+        goto fail;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        set_err(err, errlen, "unknown domain %s", dom);
+        db_rollback(c);
+        return DIR_ENOTFOUND;
+    }
+    char id[24];
+    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    const char *idp[] = {id};
+
+    if (!force) {
+        r = run(c, "SELECT count(*) FROM accounts WHERE domain_id = $1::bigint", 1, idp,
+                "cannot count accounts", NULL, err, errlen);
+        if (r == NULL)
+            goto fail;
+        long long count = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        if (count > 0) {
+            set_err(err, errlen, "domain %s still has %lld account%s; force deletes them too", dom,
+                    count, count == 1 ? "" : "s");
+            db_rollback(c);
+            return DIR_ENOTEMPTY;
+        }
+    }
+    /* Aliases and accounts go with it (ON DELETE CASCADE). */
+    r = run(c, "DELETE FROM domains WHERE id = $1::bigint", 1, idp, "cannot delete domain", NULL,
+            err, errlen);
+    if (r == NULL)
+        goto fail;
+    PQclear(r);
+    if (db_commit(c) != 0) {
+        db_set_error(err, errlen, c, NULL, "cannot commit");
+        goto fail;
+    }
+    return 0;
+fail:
+    db_rollback(c);
+    return -1;
+}
+
+struct domain_each {
+    dir_domain_cb cb;
+    void *ctx;
+};
+
+static int domain_row(const PGresult *r, int row, void *arg)
+{
+    const struct domain_each *e = arg;
+    return e->cb(PQgetvalue(r, row, 0), e->ctx);
+}
+
+int dir_domain_list(PGconn *c, dir_domain_cb cb, void *ctx, char *err, size_t errlen)
+{
+    if (cb == NULL) {
+        set_err(err, errlen, "dir_domain_list: no callback");
+        return -1;
+    }
+    struct domain_each e = {cb, ctx};
+    return query_each(c, "SELECT name FROM domains ORDER BY name", 0, NULL, domain_row, &e,
+                      "cannot list domains", err, errlen);
+}
+
+/* ---- accounts ---- */
+
+int dir_account_add(PGconn *c, const char *address, const char *kind, const char *password,
+                    const char *full_name, bool is_admin, char *err, size_t errlen)
+{
+    char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
+    if (parse_address(address, local, lower, dom, err, errlen) != 0)
+        return -1;
+    if (kind == NULL)
+        kind = "user";
+    if (kind_check(kind, err, errlen) != 0)
+        return -1;
+    if (full_name == NULL)
+        full_name = "";
+    size_t fl = strnlen(full_name, DIR_FULL_NAME_MAX + 1);
+    if (fl > DIR_FULL_NAME_MAX) {
+        set_err(err, errlen, "full name is longer than %d bytes", DIR_FULL_NAME_MAX);
+        return -1;
+    }
+    if (!text_ok(full_name, fl)) {
+        set_err(err, errlen, "full name must be UTF-8 without control characters");
+        return -1;
+    }
+
+    char hash[PASSWORD_HASH_MAX], scram[PASSWORD_SCRAM_MAX];
+    const char *hashp = NULL, *scramp = NULL;
+    if (password != NULL) {
+        if (password_check(password, err, errlen) != 0)
+            return -1;
+        if (password_hash(password, hash, sizeof hash) != 0 ||
+            password_scram_make(password, 0, scram, sizeof scram) != 0) {
+            set_err(err, errlen, "cannot hash the password");
+            return -1;
+        }
+        hashp = hash;
+        scramp = scram;
+    }
+
+    /* One statement: the domain lookup and the insert happen atomically. */
+    const char *p[] = {dom, local, kind, full_name, hashp, scramp, is_admin ? "t" : "f"};
+    PGresult *failed = NULL;
+    PGresult *r = run(c,
+                      "INSERT INTO accounts (domain_id, local_part, kind, full_name,"
+                      " password_hash, scram_sha256, is_admin)"
+                      " SELECT d.id, $2, $3, $4, $5, $6, $7::boolean FROM domains d"
+                      " WHERE d.name = $1 RETURNING id",
+                      7, p, "cannot add account", &failed, err, errlen);
+    if (r == NULL) {
+        int rc = -1;
+        if (db_sqlstate_is(failed, "23505")) { /* unique_violation */
+            set_err(err, errlen, "account %s@%s already exists", local, dom);
+            rc = DIR_EEXIST;
+        } else if (db_sqlstate_is(failed, "23503")) { /* domain deleted meanwhile */
+            set_err(err, errlen, "unknown domain %s", dom);
+            rc = DIR_ENOTFOUND;
+        }
+        PQclear(failed);
+        return rc;
+    }
+    int added = PQntuples(r);
+    PQclear(r);
+    if (added == 0) {
+        set_err(err, errlen, "unknown domain %s", dom);
+        return DIR_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* Runs an UPDATE or DELETE on the account named by $1 (lower-cased local
+ * part) and $2 (domain or alias) plus extra parameters; DIR_ENOTFOUND when it
+ * touched no row. */
+static int account_change(PGconn *c, const char *address, const char *sql, int nextra,
+                          const char *const *extra, const char *what, char *err, size_t errlen)
+{
+    char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
+    if (parse_address(address, local, lower, dom, err, errlen) != 0)
+        return -1;
+    const char *p[4] = {lower, dom, NULL, NULL};
+    if (nextra < 0 || nextra > 2)
+        return -1;
+    for (int i = 0; i < nextra; i++)
+        p[2 + i] = extra[i];
+    PGresult *r = run(c, sql, 2 + nextra, p, what, NULL, err, errlen);
+    if (r == NULL)
+        return -1;
+    bool none = strcmp(PQcmdTuples(r), "0") == 0;
+    PQclear(r);
+    if (none) {
+        set_err(err, errlen, "unknown account %s@%s", local, dom);
+        return DIR_ENOTFOUND;
+    }
+    return 0;
+}
+
+int dir_account_delete(PGconn *c, const char *address, char *err, size_t errlen)
+{
+    return account_change(
+        c, address,
+        "DELETE FROM accounts WHERE domain_id = " DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
+        0, NULL, "cannot delete account", err, errlen);
+}
+
+int dir_account_passwd(PGconn *c, const char *address, const char *password, char *err,
+                       size_t errlen)
+{
+    char hash[PASSWORD_HASH_MAX], scram[PASSWORD_SCRAM_MAX];
+    const char *extra[2] = {NULL, NULL};
+    if (password != NULL) {
+        /* Validate the address first so a bad one costs no hashing. */
+        char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1];
+        char dom[DIR_DOMAIN_MAX + 1];
+        if (parse_address(address, local, lower, dom, err, errlen) != 0)
+            return -1;
+        if (password_check(password, err, errlen) != 0)
+            return -1;
+        if (password_hash(password, hash, sizeof hash) != 0 ||
+            password_scram_make(password, 0, scram, sizeof scram) != 0) {
+            set_err(err, errlen, "cannot hash the password");
+            return -1;
+        }
+        extra[0] = hash;
+        extra[1] = scram;
+    }
+    return account_change(c, address,
+                          "UPDATE accounts SET password_hash = $3, scram_sha256 = $4"
+                          " WHERE domain_id = " DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
+                          2, extra, "cannot set password", err, errlen);
+}
+
+int dir_account_set_disabled(PGconn *c, const char *address, bool disabled, char *err,
+                             size_t errlen)
+{
+    const char *extra[1] = {disabled ? "t" : "f"};
+    return account_change(c, address,
+                          "UPDATE accounts SET disabled = $3::boolean"
+                          " WHERE domain_id = " DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
+                          1, extra, "cannot change account", err, errlen);
+}
+
+#define FIND_SQL                                                                                   \
+    "SELECT " ACCOUNT_COLS ", a.password_hash"                                                     \
+    " FROM accounts a JOIN domains d ON d.id = a.domain_id"                                        \
+    " WHERE a.domain_id = " DOMAIN_ID_OF("$2") " AND lower(a.local_part) = $1"
+
+int dir_account_find(PGconn *c, const char *address, struct dir_account *a_r, char *err,
+                     size_t errlen)
+{
+    char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
+    if (parse_address(address, local, lower, dom, err, errlen) != 0)
+        return DIR_ENOTFOUND;
+    const char *p[] = {lower, dom};
+    PGresult *r = run(c, FIND_SQL, 2, p, "cannot look up account", NULL, err, errlen);
+    if (r == NULL)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        set_err(err, errlen, "unknown account %s@%s", local, dom);
+        return DIR_ENOTFOUND;
+    }
+    if (a_r != NULL)
+        fill_account(a_r, r, 0);
+    PQclear(r);
+    return 0;
+}
+
+struct account_each {
+    dir_account_cb cb;
+    void *ctx;
+};
+
+static int account_row(const PGresult *r, int row, void *arg)
+{
+    const struct account_each *e = arg;
+    struct dir_account a;
+    fill_account(&a, r, row);
+    return e->cb(&a, e->ctx);
+}
+
+int dir_account_list(PGconn *c, const char *domain, dir_account_cb cb, void *ctx, char *err,
+                     size_t errlen)
+{
+    if (cb == NULL) {
+        set_err(err, errlen, "dir_account_list: no callback");
+        return -1;
+    }
+    struct account_each e = {cb, ctx};
+    if (domain == NULL)
+        return query_each(c,
+                          "SELECT " ACCOUNT_COLS
+                          " FROM accounts a JOIN domains d ON d.id = a.domain_id"
+                          " ORDER BY d.name, lower(a.local_part), a.id",
+                          0, NULL, account_row, &e, "cannot list accounts", err, errlen);
+
+    char dom[DIR_DOMAIN_MAX + 1];
+    if (dir_domain_name_check(domain, dom, sizeof dom, NULL, 0) != 0) {
+        set_err(err, errlen, "unknown domain");
+        return DIR_ENOTFOUND;
+    }
+    const char *p[] = {dom};
+    if (db_begin(c) != 0) {
+        db_set_error(err, errlen, c, NULL, "cannot begin");
+        return -1;
+    }
+    PGresult *r =
+        run(c, "SELECT " DOMAIN_ID_OF("$1"), 1, p, "cannot look up domain", NULL, err, errlen);
+    if (r == NULL)
+        goto fail;
+    if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+        PQclear(r);
+        set_err(err, errlen, "unknown domain %s", dom);
+        db_rollback(c);
+        return DIR_ENOTFOUND;
+    }
+    char id[24];
+    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    const char *idp[] = {id};
+    if (query_each(c,
+                   "SELECT " ACCOUNT_COLS " FROM accounts a JOIN domains d ON d.id = a.domain_id"
+                   " WHERE a.domain_id = $1::bigint ORDER BY lower(a.local_part), a.id",
+                   1, idp, account_row, &e, "cannot list accounts", err, errlen) != 0)
+        goto fail;
+    if (db_commit(c) != 0) {
+        db_set_error(err, errlen, c, NULL, "cannot commit");
+        goto fail;
+    }
+    return 0;
+fail:
+    db_rollback(c);
+    return -1;
+}
+
+/* ---- authentication ---- */
+
+int dir_authenticate(PGconn *c, const char *login, const char *password, struct dir_account *a_r)
+{
+    /* A password that breaks the rules can match no stored hash; refusing it
+     * before any lookup reveals nothing about the account. */
+    if (password_check(password, NULL, 0) != 0)
+        return -1;
+
+    char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
+    if (parse_address(login, local, lower, dom, NULL, 0) != 0) {
+        (void)password_verify(password, dummy_hash);
+        return -1;
+    }
+    const char *p[] = {lower, dom};
+    PGresult *r = PQexecParams(c, FIND_SQL, 2, NULL, p, NULL, NULL, 0);
+    if (!db_ok(r)) {
+        PQclear(r);
+        return -2;
+    }
+    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 7)) {
+        /* Unknown, or an account without login: same work, same answer. */
+        PQclear(r);
+        (void)password_verify(password, dummy_hash);
+        return -1;
+    }
+    struct dir_account a;
+    fill_account(&a, r, 0);
+    bool ok = password_verify(password, PQgetvalue(r, 0, 7));
+    PQclear(r);
+    if (!ok || a.disabled)
+        return -1;
+    if (a_r != NULL)
+        *a_r = a;
+    return 0;
+}

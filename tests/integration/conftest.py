@@ -1,0 +1,211 @@
+"""Integration test harness: real floed processes against the PostgreSQL and Redis
+that ops/test started (FLOE_TEST_PG, FLOE_TEST_REDIS), driven by real clients.
+
+A `Node` writes a configuration into a temporary directory, starts floed, waits
+until its admin listener answers, and on stop checks that the process exited
+cleanly and that no sanitizer reported anything.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+BUILD = os.environ.get("FLOE_BUILD", os.path.join(os.path.dirname(__file__), "../../build/release"))
+FLOED = os.path.join(BUILD, "floed")
+FLOECTL = os.path.join(BUILD, "floectl")
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ThreadSanitizer", "UndefinedBehaviorSanitizer")
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def pg_url():
+    url = os.environ.get("FLOE_TEST_PG")
+    if not url:
+        pytest.fail("FLOE_TEST_PG is not set: run the suite through ops/test")
+    return url
+
+
+def render_config(sections):
+    """sections: {"node": {...}, "service admin": {...}} -> INI text."""
+    out = []
+    for name, keys in sections.items():
+        out.append(f"[{name}]")
+        for k, v in keys.items():
+            if isinstance(v, bool):
+                v = "yes" if v else "no"
+            out.append(f"{k} = {v}")
+        out.append("")
+    return "\n".join(out)
+
+
+class Node:
+    def __init__(self, tmp_path, sections=None, node_id="it1", database=True):
+        self.dir = tmp_path
+        self.admin_port = free_port()
+        self.admin_tls_port = free_port()
+        base = {
+            "node": {"id": node_id, "state_dir": str(tmp_path / "state"), "io_threads": 2,
+                     "workers": 2, "shutdown_timeout": 5},
+            "log": {"level": "debug", "dir": str(tmp_path / "log")},
+            "service admin": {"listen": f"127.0.0.1:{self.admin_port}",
+                              "listen_tls": f"127.0.0.1:{self.admin_tls_port}"},
+        }
+        if database:
+            base["database"] = {"url": pg_url()}
+        for sec, keys in (sections or {}).items():
+            base.setdefault(sec, {}).update(keys)
+        self.sections = base
+        self.config = tmp_path / "floed.conf"
+        self.write_config()
+        self.proc = None
+        self.stderr_path = tmp_path / "floed.stderr"
+
+    def write_config(self, sections=None):
+        if sections is not None:
+            self.sections = sections
+        self.config.write_text(render_config(self.sections))
+
+    def start(self, wait=True):
+        self.stderr_file = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([FLOED, "--config", str(self.config)],
+                                     stdout=self.stderr_file, stderr=self.stderr_file)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"floed exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.admin_port), timeout=0.5) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    reply = b""
+                    while True:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        reply += chunk
+                    if reply.startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"floed did not become healthy:\n{self.output()}")
+
+    def output(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10):
+        """Waits until a line of floed's output matches pattern (regex); returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = rx.search(self.output())
+            if m:
+                return m
+            time.sleep(0.05)
+        raise AssertionError(f"no log line matching {pattern!r}:\n{self.output()[-4000:]}")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, expect_status=0, timeout=20):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"floed did not stop within {timeout}s:\n{self.output()[-4000:]}")
+        self.stderr_file.close()
+        out = self.output()
+        for marker in SANITIZER_MARKERS:
+            assert marker not in out, f"sanitizer report:\n{out[-6000:]}"
+        assert self.proc.returncode == expect_status, \
+            f"floed exited with {self.proc.returncode}, expected {expect_status}:\n{out[-4000:]}"
+        self.proc = None
+
+
+@pytest.fixture
+def node_factory(tmp_path_factory):
+    nodes = []
+
+    def make(sections=None, start=True, **kw):
+        n = Node(tmp_path_factory.mktemp("node"), sections, **kw)
+        nodes.append(n)
+        if start:
+            n.start()
+        return n
+
+    yield make
+    errors = []
+    for n in nodes:
+        try:
+            n.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail("\n".join(errors))
+
+
+def run_floed(args, timeout=30):
+    """Runs floed to completion (for --check-config and failing starts)."""
+    return subprocess.run([FLOED] + args, capture_output=True, text=True, timeout=timeout)
+
+
+def floectl(config, *args, input=None, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([FLOECTL, "--config", str(config)] + list(args), capture_output=True,
+                          text=True, input=input, env=e, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """Test certificates made with the openssl command: a private CA, leaf certificates
+    for exact, wildcard and default names, and a key that matches none of them."""
+    d = tmp_path_factory.mktemp("certs")
+
+    def sh(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True, cwd=d)
+
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=Floe Test CA")
+
+    def leaf(name, cn, sans):
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        (d / f"{name}.ext").write_text("subjectAltName=" + ",".join(f"DNS:{s}" for s in sans) + "\n")
+        sh("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+           "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile", f"{name}.ext")
+        # combined file: key + certificate + chain, as administrators often deploy
+        (d / f"{name}.all.pem").write_text((d / f"{name}.key").read_text() +
+                                           (d / f"{name}.pem").read_text() +
+                                           (d / "ca.pem").read_text())
+
+    leaf("default", "default.test", ["default.test"])
+    leaf("exact", "mail.example.test", ["mail.example.test"])
+    leaf("wild", "*.example.test", ["*.example.test"])
+    leaf("deep", "*.deep.example.test", ["*.deep.example.test"])
+    sh("openssl", "genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+       "-out", "other.key")
+    return d
