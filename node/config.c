@@ -390,12 +390,11 @@ static int load_sections(struct config *cfg, char *err, size_t errlen)
         get_uint(ini, "node", "", "shutdown_timeout", 10, 3600, &cfg->shutdown_timeout, err,
                  errlen) < 0)
         return -1;
-    if (cfg->port_offset == INT_MIN &&
-        get_int(ini, "node", "", "port_offset", 0, -65535, 65535, &cfg->port_offset, err,
-                errlen) < 0)
+    int file_offset;
+    if (get_int(ini, "node", "", "port_offset", 0, -65535, 65535, &file_offset, err, errlen) < 0)
         return -1;
-    if (cfg->port_offset == INT_MIN)
-        cfg->port_offset = 0;
+    if (cfg->port_offset == INT_MIN) /* no --port-offset on the command line */
+        cfg->port_offset = file_offset;
     if (cfg->workers == 0)
         return ERR("%s: [node] workers must be at least 1", cfg->path);
     for (const char *c = cfg->node_id; *c; c++)
@@ -448,6 +447,15 @@ static int load_sections(struct config *cfg, char *err, size_t errlen)
             get_str(ini, "certificate", cc->name, "key", NULL, &cc->key) < 0 ||
             get_str(ini, "certificate", cc->name, "chain", NULL, &cc->chain) < 0)
             return ERR("out of memory");
+    }
+
+    if (cfg->tls_default) {
+        bool found = false;
+        for (size_t i = 0; i < cfg->ncerts; i++)
+            found = found || !strcmp(cfg->certs[i].name, cfg->tls_default);
+        if (!found)
+            return where(err, errlen, ini, find(ini, "tls", "", "default"),
+                         "no [certificate %s] section", cfg->tls_default);
     }
 
     if (get_access_mode(ini, "access", "", "mode", &cfg->access_mode, err, errlen) < 0 ||
