@@ -390,7 +390,7 @@ static int load_sections(struct config *cfg, char *err, size_t errlen)
         get_uint(ini, "node", "", "shutdown_timeout", 10, 3600, &cfg->shutdown_timeout, err,
                  errlen) < 0)
         return -1;
-    int file_offset;
+    int file_offset = 0;
     if (get_int(ini, "node", "", "port_offset", 0, -65535, 65535, &file_offset, err, errlen) < 0)
         return -1;
     if (cfg->port_offset == INT_MIN) /* no --port-offset on the command line */

@@ -2,8 +2,8 @@
  * prefix. A service that speaks HTTP (admin, and later web/DAV/ActiveSync) uses
  * http_session_ops as its service_ops and registers routes for its name.
  *
- * Requests are parsed by http-parser (libhttp-parser), with bounded header
- * count/size and body size. One request is handled at a time per connection:
+ * Requests are read by proto/http/request.c (http-parser with bounded header
+ * count/size and body size). One request is handled at a time per connection:
  * a handler answers at once with http_respond(), or later (after work on a
  * worker) — input is paused until the answer is queued, which also keeps
  * pipelined requests in order. */
@@ -14,27 +14,9 @@
 #include <stddef.h>
 
 #include "node/conn.h"
+#include "proto/http/request.h"
 
-#define HTTP_MAX_HEADERS 64
-#define HTTP_MAX_HEADER_BYTES (16 * 1024) /* request line + all headers */
 #define HTTP_MAX_BODY_DEFAULT (1024 * 1024)
-
-struct http_header {
-    char *name, *value;
-};
-
-struct http_request {
-    const char *method; /* "GET", ... */
-    char *url;          /* as sent */
-    char *path;         /* decoded path, without query */
-    char *query;        /* raw query string or NULL */
-    struct http_header headers[HTTP_MAX_HEADERS];
-    size_t nheaders;
-    char *body;
-    size_t body_len;
-    int version_minor;
-    bool keep_alive;
-};
 
 struct http_exchange; /* one request and its answer */
 
