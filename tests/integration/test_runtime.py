@@ -390,3 +390,30 @@ def test_log_files_carry_every_field(node_factory):
     text = files[0].read_text()
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z it1 admin \[s=\w+\] \[c=127\.0\.0\.1\] GET /healthz 200",
                      text, re.M), text
+
+
+def test_ipv6_and_wildcard_listeners(node_factory):
+    v6, wild = free_port("::1"), free_port()
+    n = node_factory({"service daytime": {"enabled": True, "listen": f"[::1]:{v6} *:{wild}"}},
+                     database=False)
+    for host, port in (("::1", v6), ("127.0.0.1", wild), ("::1", wild)):
+        with socket.create_connection((host, port), timeout=5) as s:
+            assert s.recv(100).endswith(b"-UTC\r\n")
+    n.wait_log(r"\[c=::1\] connection from ::1")
+    r = subprocess.run(["curl", "-sS", "-g", f"http://[::1]:{wild}/"], capture_output=True)
+    assert r.returncode != 0   # daytime is not HTTP: the point is only that [::] accepted
+
+
+def test_service_connection_limit(node_factory):
+    n = node_factory({"service admin": {"max_connections": 2}}, database=False)
+    held = [socket.create_connection(("127.0.0.1", n.admin_port)) for _ in range(2)]
+    time.sleep(0.2)
+    extra = socket.create_connection(("127.0.0.1", n.admin_port), timeout=5)
+    assert extra.recv(100) == b""
+    n.wait_log(r"connection refused: too many connections$|connection refused: too many connections\n")
+    for s in held:
+        s.close()
+    extra.close()
+    time.sleep(0.3)
+    with socket.create_connection(("127.0.0.1", n.admin_port), timeout=5) as s:
+        assert http_get(s)[0].startswith(b"HTTP/1.1 200")
