@@ -180,6 +180,10 @@ static bool v1_addr_parse(const unsigned char *f, size_t n, int af, struct socka
 
     if (n == 0 || n > V1_ADDR_MAX)
         return false;
+    /* inet_pton reads a C string: an embedded NUL would hide whatever follows it. The prefix
+     * checkers admit only address characters, so run them first. */
+    if (!(af == AF_INET ? ipv4_prefix_ok(f, n) : ipv6_prefix_ok(f, n)))
+        return false;
     memcpy(text, f, n);
     text[n] = '\0';
     memset(ss, 0, sizeof(*ss));

@@ -22,10 +22,11 @@ struct proxy_header {
     struct sockaddr_storage src;  /* valid when !local: client address (AF_INET or AF_INET6, port set) */
     struct sockaddr_storage dst;  /* valid when !local: address the client connected to */
     size_t length;                /* bytes the header occupies at the start of the stream */
-    size_t tlv_offset;            /* v2: the TLV vectors following the address block, unparsed, are
-                                     buf[tlv_offset .. tlv_offset + tlv_length); both 0 when there
-                                     is none (v1, or a LOCAL/UNSPEC header whose family gives no
-                                     address block size) */
+    size_t tlv_offset;            /* v2: the TLV vectors after the address block, unparsed, are
+                                     buf[tlv_offset .. tlv_offset + tlv_length); tlv_length is 0
+                                     when there are none. Both are 0 for v1, and for a LOCAL header
+                                     whose family byte is unknown or whose block is shorter than
+                                     that family's addresses */
     size_t tlv_length;
 };
 

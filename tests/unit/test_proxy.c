@@ -234,65 +234,73 @@ static void test_v1_trailing_data(void **state)
 static void test_v1_malformed(void **state)
 {
     static const char *const bad[] = {
-        "proxy TCP4 192.0.2.1 192.0.2.2 1 2\r\n",          /* lowercase */
-        "PROXY tcp4 192.0.2.1 192.0.2.2 1 2\r\n",          /* lowercase family */
-        "PROXY  TCP4 192.0.2.1 192.0.2.2 1 2\r\n",         /* double space */
-        "PROXY TCP4  192.0.2.1 192.0.2.2 1 2\r\n",         /* double space */
-        "PROXY TCP4 192.0.2.1  192.0.2.2 1 2\r\n",         /* double space */
-        "PROXY TCP4 192.0.2.1 192.0.2.2  1 2\r\n",         /* double space */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1  2\r\n",         /* double space */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2 \r\n",         /* trailing space */
-        "PROXY\tTCP4 192.0.2.1 192.0.2.2 1 2\r\n",         /* tab */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2\n",            /* LF only */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2\rX",           /* CR only */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2\n\r\n",        /* LF CRLF */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 65536\r\n",      /* port out of range */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 99999 2\r\n",      /* port out of range */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 123456 2\r\n",     /* port too long */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 +1 2\r\n",         /* sign */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 -1 2\r\n",         /* sign */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 01 2\r\n",         /* leading zero (spec §2.1) */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 0x10\r\n",       /* not decimal */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 a\r\n",          /* not numeric */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1\r\n",            /* missing port */
-        "PROXY TCP4 192.0.2.1 192.0.2.2\r\n",              /* missing ports */
-        "PROXY TCP4 192.0.2.1\r\n",                        /* missing fields */
-        "PROXY TCP4\r\n",                                  /* missing fields */
-        "PROXY TCP4 \r\n",                                 /* missing fields */
-        "PROXY\r\n",                                       /* no family */
-        "PROXY \r\n",                                      /* no family */
-        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2 3\r\n",        /* extra field */
-        "PROXY TCP4 2001:db8::1 2001:db8::2 1 2\r\n",      /* IPv6 in TCP4 */
-        "PROXY TCP6 192.0.2.1 192.0.2.2 1 2\r\n",          /* IPv4 in TCP6 */
-        "PROXY TCP4 192.0.2.256 192.0.2.2 1 2\r\n",        /* octet out of range */
-        "PROXY TCP4 192.0.2.01 192.0.2.2 1 2\r\n",         /* leading zero (octal) */
-        "PROXY TCP4 192.0.2 192.0.2.2 1 2\r\n",            /* three octets */
-        "PROXY TCP4 192.0.2.1.1 192.0.2.2 1 2\r\n",        /* five octets */
-        "PROXY TCP4 192.0..2 192.0.2.2 1 2\r\n",           /* empty octet */
-        "PROXY TCP4 host.example 192.0.2.2 1 2\r\n",       /* name */
-        "PROXY TCP6 2001:db8:::1 ::1 1 2\r\n",             /* ":::" */
-        "PROXY TCP6 1::2::3 ::1 1 2\r\n",                  /* two "::" */
-        "PROXY TCP6 1:2:3:4:5:6:7:8:9 ::1 1 2\r\n",        /* nine groups */
-        "PROXY TCP6 1:2:3:4:5:6:7 ::1 1 2\r\n",            /* seven groups, no "::" */
-        "PROXY TCP6 1:2:3:4:5:6:7:8:: ::1 1 2\r\n",        /* "::" standing for nothing */
-        "PROXY TCP6 12345::1 ::1 1 2\r\n",                 /* five hex digits */
-        "PROXY TCP6 ::1: ::1 1 2\r\n",                     /* trailing ':' */
-        "PROXY TCP6 :1 ::1 1 2\r\n",                       /* single leading ':' */
-        "PROXY TCP6 ::1%eth0 ::1 1 2\r\n",                 /* zone id */
-        "PROXY TCP6 [::1] ::1 1 2\r\n",                    /* brackets */
-        "PROXY TCP5 192.0.2.1 192.0.2.2 1 2\r\n",          /* unknown family */
-        "PROXY UDP4 192.0.2.1 192.0.2.2 1 2\r\n",          /* unknown family */
-        "PROXY UNKNOW\r\n",                                /* truncated keyword */
-        "PROXY UNKNOWN\n",                                 /* LF only */
-        "PROXY UNKNOWN a\nb\r\n",                          /* lone LF inside */
-        "PROXY UNKNOWN a\rb\r\n",                          /* lone CR inside */
-        "PROXY UNKNOWN\r\r\n",                             /* CR CR LF */
-        "PROXYTCP4 192.0.2.1 192.0.2.2 1 2\r\n",           /* no space */
-        "GET / HTTP/1.1\r\n",                              /* not PROXY at all */
-        "PUT / HTTP/1.1\r\n",                              /* starts like it */
+        "proxy TCP4 192.0.2.1 192.0.2.2 1 2\r\n",      /* lowercase */
+        "PROXY tcp4 192.0.2.1 192.0.2.2 1 2\r\n",      /* lowercase family */
+        "PROXY  TCP4 192.0.2.1 192.0.2.2 1 2\r\n",     /* double space */
+        "PROXY TCP4  192.0.2.1 192.0.2.2 1 2\r\n",     /* double space */
+        "PROXY TCP4 192.0.2.1  192.0.2.2 1 2\r\n",     /* double space */
+        "PROXY TCP4 192.0.2.1 192.0.2.2  1 2\r\n",     /* double space */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1  2\r\n",     /* double space */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2 \r\n",     /* trailing space */
+        "PROXY\tTCP4 192.0.2.1 192.0.2.2 1 2\r\n",     /* tab */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2\n",        /* LF only */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2\rX",       /* CR only */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2\n\r\n",    /* LF CRLF */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 65536\r\n",  /* port out of range */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 99999 2\r\n",  /* port out of range */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 123456 2\r\n", /* port too long */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 +1 2\r\n",     /* sign */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 -1 2\r\n",     /* sign */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 01 2\r\n",     /* leading zero (spec §2.1) */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 0x10\r\n",   /* not decimal */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 a\r\n",      /* not numeric */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1\r\n",        /* missing port */
+        "PROXY TCP4 192.0.2.1 192.0.2.2\r\n",          /* missing ports */
+        "PROXY TCP4 192.0.2.1\r\n",                    /* missing fields */
+        "PROXY TCP4\r\n",                              /* missing fields */
+        "PROXY TCP4 \r\n",                             /* missing fields */
+        "PROXY\r\n",                                   /* no family */
+        "PROXY \r\n",                                  /* no family */
+        "PROXY TCP4 192.0.2.1 192.0.2.2 1 2 3\r\n",    /* extra field */
+        "PROXY TCP4 2001:db8::1 2001:db8::2 1 2\r\n",  /* IPv6 in TCP4 */
+        "PROXY TCP6 192.0.2.1 192.0.2.2 1 2\r\n",      /* IPv4 in TCP6 */
+        "PROXY TCP4 192.0.2.256 192.0.2.2 1 2\r\n",    /* octet out of range */
+        "PROXY TCP4 192.0.2.01 192.0.2.2 1 2\r\n",     /* leading zero (octal) */
+        "PROXY TCP4 192.0.2 192.0.2.2 1 2\r\n",        /* three octets */
+        "PROXY TCP4 192.0.2.1.1 192.0.2.2 1 2\r\n",    /* five octets */
+        "PROXY TCP4 192.0..2 192.0.2.2 1 2\r\n",       /* empty octet */
+        "PROXY TCP4 host.example 192.0.2.2 1 2\r\n",   /* name */
+        "PROXY TCP6 2001:db8:::1 ::1 1 2\r\n",         /* ":::" */
+        "PROXY TCP6 1::2::3 ::1 1 2\r\n",              /* two "::" */
+        "PROXY TCP6 1:2:3:4:5:6:7:8:9 ::1 1 2\r\n",    /* nine groups */
+        "PROXY TCP6 1:2:3:4:5:6:7 ::1 1 2\r\n",        /* seven groups, no "::" */
+        "PROXY TCP6 1:2:3:4:5:6:7:8:: ::1 1 2\r\n",    /* "::" standing for nothing */
+        "PROXY TCP6 12345::1 ::1 1 2\r\n",             /* five hex digits */
+        "PROXY TCP6 ::1: ::1 1 2\r\n",                 /* trailing ':' */
+        "PROXY TCP6 :1 ::1 1 2\r\n",                   /* single leading ':' */
+        "PROXY TCP6 ::1%eth0 ::1 1 2\r\n",             /* zone id */
+        "PROXY TCP6 [::1] ::1 1 2\r\n",                /* brackets */
+        "PROXY TCP5 192.0.2.1 192.0.2.2 1 2\r\n",      /* unknown family */
+        "PROXY UDP4 192.0.2.1 192.0.2.2 1 2\r\n",      /* unknown family */
+        "PROXY UNKNOW\r\n",                            /* truncated keyword */
+        "PROXY UNKNOWN\n",                             /* LF only */
+        "PROXY UNKNOWN a\nb\r\n",                      /* lone LF inside */
+        "PROXY UNKNOWN a\rb\r\n",                      /* lone CR inside */
+        "PROXY UNKNOWN\r\r\n",                         /* CR CR LF */
+        "PROXYTCP4 192.0.2.1 192.0.2.2 1 2\r\n",       /* no space */
+        "GET / HTTP/1.1\r\n",                          /* not PROXY at all */
+        "PUT / HTTP/1.1\r\n",                          /* starts like it */
         "* OK IMAP4rev1\r\n",
     };
     struct proxy_header hdr;
+
+    /* a NUL inside an address must not cut it short for inet_pton */
+    static const char nul4[] = "PROXY TCP4 192.0.2.1\0x 192.0.2.2 1 2\r\n";
+    assert_int_equal(parse(nul4, sizeof(nul4) - 1, &hdr), -1);
+    static const char nul6[] = "PROXY TCP6 ::1 ::2\0:zz 1 2\r\n";
+    assert_int_equal(parse(nul6, sizeof(nul6) - 1, &hdr), -1);
+    static const char nulport[] = "PROXY TCP4 192.0.2.1 192.0.2.2 1\0 2\r\n";
+    assert_int_equal(parse(nulport, sizeof(nulport) - 1, &hdr), -1);
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memset(&hdr, 0xA5, sizeof(hdr));
@@ -373,15 +381,34 @@ static void test_v1_early_reject(void **state)
         "PROXY TCP4 1.2.3.4\r ",
     };
     static const char *const good[] = {
-        "P",          "PRO",         "PROXY",        "PROXY ",           "PROXY T",
-        "PROXY TCP",  "PROXY TCP4",  "PROXY U",      "PROXY UNKNOWN",    "PROXY UNKNOWN\r",
-        "PROXY UNKNOWNxyz",          "PROXY TCP4 ",  "PROXY TCP4 1",     "PROXY TCP4 1.2.3.4",
-        "PROXY TCP4 255.255.255.25", "PROXY TCP4 0", "PROXY TCP4 1.2.3.4 ",
-        "PROXY TCP6 :",              "PROXY TCP6 ::", "PROXY TCP6 1:2:3:4:5:6:7:",
-        "PROXY TCP6 1:2:3:4:5:6:1.2", "PROXY TCP6 1::2:3:4:5:6",
-        "PROXY TCP6 1::2:3:4:5:6.7", "PROXY TCP6 1::2:3:4:5:6:",
-        "PROXY TCP4 1.2.3.4 5.6.7.8 6553", "PROXY TCP4 1.2.3.4 5.6.7.8 0",
-        "PROXY TCP4 1.2.3.4 5.6.7.8 0 65535", "PROXY TCP4 1.2.3.4 5.6.7.8 0 65535\r",
+        "P",
+        "PRO",
+        "PROXY",
+        "PROXY ",
+        "PROXY T",
+        "PROXY TCP",
+        "PROXY TCP4",
+        "PROXY U",
+        "PROXY UNKNOWN",
+        "PROXY UNKNOWN\r",
+        "PROXY UNKNOWNxyz",
+        "PROXY TCP4 ",
+        "PROXY TCP4 1",
+        "PROXY TCP4 1.2.3.4",
+        "PROXY TCP4 255.255.255.25",
+        "PROXY TCP4 0",
+        "PROXY TCP4 1.2.3.4 ",
+        "PROXY TCP6 :",
+        "PROXY TCP6 ::",
+        "PROXY TCP6 1:2:3:4:5:6:7:",
+        "PROXY TCP6 1:2:3:4:5:6:1.2",
+        "PROXY TCP6 1::2:3:4:5:6",
+        "PROXY TCP6 1::2:3:4:5:6.7",
+        "PROXY TCP6 1::2:3:4:5:6:",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 6553",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 0",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 0 65535",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 0 65535\r",
     };
     struct proxy_header hdr;
 
@@ -399,10 +426,10 @@ static void test_v1_early_reject(void **state)
 
 /* ---- v2 valid ---- */
 
-static const unsigned char body4[] = {192, 0,   2,   1,    /* src 192.0.2.1 */
-                                      198, 51,  100, 7,    /* dst 198.51.100.7 */
-                                      0xDB, 0x84,          /* sport 56196 */
-                                      0x03, 0xE1};         /* dport 993 */
+static const unsigned char body4[] = {192,  0,    2,   1, /* src 192.0.2.1 */
+                                      198,  51,   100, 7, /* dst 198.51.100.7 */
+                                      0xDB, 0x84,         /* sport 56196 */
+                                      0x03, 0xE1};        /* dport 993 */
 
 static void test_v2_tcp4(void **state)
 {
@@ -435,8 +462,8 @@ static void test_v2_tcp4_tlv(void **state)
 
     memcpy(body, body4, sizeof(body4));
     /* PP2_TYPE_AUTHORITY "mail.example", then a PP2_TYPE_NOOP of 3 bytes */
-    static const unsigned char tlv[] = {0x02, 0x00, 0x0C, 'm', 'a', 'i', 'l', '.', 'e', 'x',
-                                        'a',  'm',  'p',  'l', 'e', 0x04, 0x00, 0x03, 0, 0, 0};
+    static const unsigned char tlv[] = {0x02, 0x00, 0x0C, 'm', 'a',  'i',  'l',  '.', 'e', 'x', 'a',
+                                        'm',  'p',  'l',  'e', 0x04, 0x00, 0x03, 0,   0,   0};
     memcpy(body + sizeof(body4), tlv, sizeof(tlv));
     size_t n = make_v2(buf, sizeof(buf), 0x21, 0x11, body, sizeof(body4) + sizeof(tlv));
 
@@ -634,8 +661,8 @@ static void test_v2_bad_version_command(void **state)
 
     for (unsigned v = 0; v < 16; v++) {
         for (unsigned c = 0; c < 16; c++) {
-            size_t n = make_v2(buf, sizeof(buf), (unsigned char)(v << 4 | c), 0x11, body4,
-                               sizeof(body4));
+            size_t n =
+                make_v2(buf, sizeof(buf), (unsigned char)(v << 4 | c), 0x11, body4, sizeof(body4));
             int want = v == 2 && c <= 1 ? 1 : -1;
             assert_int_equal(parse(buf, n, &hdr), want);
             /* decided from the 13th byte on */
