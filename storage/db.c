@@ -221,8 +221,8 @@ int db_schema_version(PGconn *c, int *version_r, char *err, size_t errlen)
     return read_version(c, version_r, err, errlen);
 }
 
-/* One migration transaction: lock, read the version, apply the next
- * migration if there is one. Returns 1 applied, 0 up to date, -1 error (the
+/* One migration transaction: lock, read what is applied, apply the next
+ * missing migration if there is one. Returns 1 applied, 0 up to date, -1 error (the
  * transaction is then rolled back). */
 static int migrate_step(PGconn *c, char *err, size_t errlen)
 {
@@ -267,13 +267,24 @@ static int migrate_step(PGconn *c, char *err, size_t errlen)
         goto fail;
     }
 
-    const struct migration *m = NULL;
-    for (int i = 0; i < migrations_count; i++) {
-        if (migrations_all[i].version > current) {
-            m = &migrations_all[i];
-            break;
-        }
+    /* The first embedded migration the database has not recorded. Not simply "the
+     * first above the highest applied": migrations written side by side may land
+     * in any order, and each one must still be applied exactly once. */
+    PGresult *applied = PQexec(c, "SELECT version FROM schema_migrations");
+    if (PQresultStatus(applied) != PGRES_TUPLES_OK) {
+        db_set_error(err, errlen, c, applied, "cannot read schema_migrations");
+        PQclear(applied);
+        goto fail;
     }
+    const struct migration *m = NULL;
+    for (int i = 0; i < migrations_count && m == NULL; i++) {
+        bool done = false;
+        for (int j = 0; j < PQntuples(applied) && !done; j++)
+            done = atoi(PQgetvalue(applied, j, 0)) == migrations_all[i].version;
+        if (!done)
+            m = &migrations_all[i];
+    }
+    PQclear(applied);
     if (m == NULL) {
         /* Up to date. Commit rather than roll back so a schema_migrations
          * created just now persists even when nothing else is applied. */

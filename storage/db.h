@@ -24,8 +24,8 @@
  * err. Close it with PQfinish(). */
 PGconn *db_connect(const char *conninfo, int statement_timeout_ms, char *err, size_t errlen);
 
-/* Applies every embedded migration (storage/migrations.h) newer than the
- * database's schema version, in version order, each in its own transaction
+/* Applies every embedded migration (storage/migrations.h) the database has not
+ * recorded yet, in version order, each in its own transaction
  * together with its row in schema_migrations (version, name, applied_at).
  * Each transaction first takes the transaction-level advisory lock
  * DB_MIGRATE_LOCK_KEY, so several nodes starting together apply every
@@ -35,8 +35,8 @@ PGconn *db_connect(const char *conninfo, int statement_timeout_ms, char *err, si
  * not contain BEGIN/COMMIT.
  * Returns the number of migrations applied (>= 0), or -1 with the reason in
  * err: a database error, a failed migration (named in err), or a database
- * whose schema is newer than this binary knows (an old binary must not run
- * against a newer schema). The connection must not be inside a transaction. */
+ * whose highest version is newer than this binary knows (an old binary must
+ * not run against a newer schema). The connection must not be inside a transaction. */
 int db_migrate(PGconn *c, char *err, size_t errlen);
 
 /* Stores the database's schema version in *version_r: the highest version in
