@@ -128,3 +128,17 @@ int metrics_render(char *buf, size_t len, const char *node_id)
             (long long)services[i].started_unix);
     return o.overflow ? -1 : (int)o.used;
 }
+
+void metrics_connections_json(char *buf, size_t len)
+{
+    struct out o = {.buf = buf, .len = len};
+    if (len < 3)
+        return;
+    put(&o, "{");
+    for (size_t i = 0; i < nservices; i++)
+        put(&o, "%s\"%s\":%lld", i ? "," : "", services[i].name,
+            (long long)atomic_load(&services[i].connections_active));
+    put(&o, "}");
+    if (o.overflow)
+        snprintf(buf, len, "{}");
+}

@@ -44,4 +44,8 @@ void metrics_command(struct metrics_service *m, uint64_t duration_us, bool faile
  * Returns bytes written (without NUL), or -1 when buf is too small. */
 int metrics_render(char *buf, size_t len, const char *node_id);
 
+/* Open connections per service as a JSON object ({"admin":2,"imap":10}), for the
+ * cluster heartbeat. Always NUL-terminates; truncates to "{}" when buf is too small. */
+void metrics_connections_json(char *buf, size_t len);
+
 #endif

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "node/conn_internal.h"
 #include "node/log.h"
 #include "node/loop.h"
@@ -400,6 +401,45 @@ static void on_hup(uv_signal_t *s, int signum)
     reload();
 }
 
+/* ---- cluster ---- */
+
+static void cluster_log(bool warning, const char *msg, void *arg)
+{
+    if (warning)
+        log_warn("cluster", NULL, NULL, "%s", msg);
+    else
+        log_write("cluster", LOG_SUMMARY, NULL, NULL, "%s", msg);
+}
+
+static void cluster_connections(char *buf, size_t len, void *arg)
+{
+    metrics_connections_json(buf, len);
+}
+
+static int start_cluster(const struct config *cfg, char *err, size_t errlen)
+{
+    char addrs[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < cfg->nservices && used < sizeof(addrs); i++)
+        for (size_t j = 0; cfg->services[i].enabled && j < cfg->services[i].nlisten; j++) {
+            int n = snprintf(addrs + used, sizeof(addrs) - used, "%s%s=%s", used ? " " : "",
+                             cfg->services[i].name, cfg->services[i].listen[j].text);
+            if (n < 0 || (size_t)n >= sizeof(addrs) - used)
+                break;
+            used += (size_t)n;
+        }
+    struct cluster_config cc = {
+        .node_id = cfg->node_id,
+        .db_url = cfg->db_url,
+        .addresses = addrs,
+        .version = FLOE_VERSION,
+        .roles = "all",
+        .log = cluster_log,
+        .connections_json = cluster_connections,
+    };
+    return cluster_start(&cc, err, errlen);
+}
+
 /* ---- run ---- */
 
 static unsigned cpu_count(void)
@@ -517,6 +557,12 @@ int server_run(struct config *cfg)
         return 2;
     }
 
+    if (*cfg->db_url && start_cluster(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "floed: %s\n", err);
+        cleanup();
+        return 2;
+    }
+
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *main_loop = uv_default_loop();
     uv_async_init(main_loop, &loops_done_async, on_all_loops_done);
@@ -543,6 +589,7 @@ int server_run(struct config *cfg)
 
     for (unsigned i = 0; i < nloops; i++)
         loop_join(loops[i]);
+    cluster_stop();
     uv_close((uv_handle_t *)&loops_done_async, NULL);
     uv_close((uv_handle_t *)&stop_timer, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);

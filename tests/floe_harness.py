@@ -1,4 +1,4 @@
-"""Integration test harness: real floed processes against the PostgreSQL and Redis
+"""Test harness shared by tests/integration and tests/cluster: real floed processes against the PostgreSQL and Redis
 that ops/test started (FLOE_TEST_PG, FLOE_TEST_REDIS), driven by real clients.
 
 A `Node` writes a configuration into a temporary directory, starts floed, waits
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-BUILD = os.environ.get("FLOE_BUILD", os.path.join(os.path.dirname(__file__), "../../build/release"))
+BUILD = os.environ.get("FLOE_BUILD", os.path.join(os.path.dirname(__file__), "../build/release"))
 FLOED = os.path.join(BUILD, "floed")
 FLOECTL = os.path.join(BUILD, "floectl")
 
@@ -49,20 +49,30 @@ def render_config(sections):
     return "\n".join(out)
 
 
+def fresh_database(name):
+    """Creates (or recreates) database `name` on the test PostgreSQL; returns its conninfo."""
+    base = pg_url()
+    subprocess.run(["psql", base, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                   check=True, capture_output=True)
+    subprocess.run(["psql", base, "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+    return re.sub(r"dbname=\S+", f"dbname={name}", base)
+
+
 class Node:
-    def __init__(self, tmp_path, sections=None, node_id="it1", database=True):
+    def __init__(self, tmp_path, sections=None, node_id="it1", database=True, host="127.0.0.1"):
         self.dir = tmp_path
-        self.admin_port = free_port()
-        self.admin_tls_port = free_port()
+        self.host = host
+        self.admin_port = free_port(host)
+        self.admin_tls_port = free_port(host)
         base = {
             "node": {"id": node_id, "state_dir": str(tmp_path / "state"), "io_threads": 2,
                      "workers": 2, "shutdown_timeout": 5},
             "log": {"level": "debug", "dir": str(tmp_path / "log")},
-            "service admin": {"listen": f"127.0.0.1:{self.admin_port}",
-                              "listen_tls": f"127.0.0.1:{self.admin_tls_port}"},
+            "service admin": {"listen": f"{host}:{self.admin_port}",
+                              "listen_tls": f"{host}:{self.admin_tls_port}"},
         }
         if database:
-            base["database"] = {"url": pg_url()}
+            base["database"] = {"url": database if isinstance(database, str) else pg_url()}
         for sec, keys in (sections or {}).items():
             base.setdefault(sec, {}).update(keys)
         self.sections = base
@@ -90,7 +100,7 @@ class Node:
             if self.proc.poll() is not None:
                 raise AssertionError(f"floed exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.admin_port), timeout=0.5) as s:
+                with socket.create_connection((self.host, self.admin_port), timeout=0.5) as s:
                     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                     reply = b""
                     while True:
@@ -125,6 +135,13 @@ class Node:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def kill(self):
+        """kill -9: the node gets no chance to clean up."""
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr_file.close()
+        self.proc = None
+
     def stop(self, expect_status=0, timeout=20):
         if self.proc is None:
             return
@@ -145,28 +162,6 @@ class Node:
         self.proc = None
 
 
-@pytest.fixture
-def node_factory(tmp_path_factory):
-    nodes = []
-
-    def make(sections=None, start=True, **kw):
-        n = Node(tmp_path_factory.mktemp("node"), sections, **kw)
-        nodes.append(n)
-        if start:
-            n.start()
-        return n
-
-    yield make
-    errors = []
-    for n in nodes:
-        try:
-            n.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("\n".join(errors))
-
-
 def run_floed(args, timeout=30):
     """Runs floed to completion (for --check-config and failing starts)."""
     return subprocess.run([FLOED] + args, capture_output=True, text=True, timeout=timeout)
@@ -179,33 +174,3 @@ def floectl(config, *args, input=None, env=None):
                           text=True, input=input, env=e, timeout=60)
 
 
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    """Test certificates made with the openssl command: a private CA, leaf certificates
-    for exact, wildcard and default names, and a key that matches none of them."""
-    d = tmp_path_factory.mktemp("certs")
-
-    def sh(*cmd):
-        subprocess.run(cmd, check=True, capture_output=True, cwd=d)
-
-    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-       "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=Floe Test CA")
-
-    def leaf(name, cn, sans):
-        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-           "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
-        (d / f"{name}.ext").write_text("subjectAltName=" + ",".join(f"DNS:{s}" for s in sans) + "\n")
-        sh("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-           "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile", f"{name}.ext")
-        # combined file: key + certificate + chain, as administrators often deploy
-        (d / f"{name}.all.pem").write_text((d / f"{name}.key").read_text() +
-                                           (d / f"{name}.pem").read_text() +
-                                           (d / "ca.pem").read_text())
-
-    leaf("default", "default.test", ["default.test"])
-    leaf("exact", "mail.example.test", ["mail.example.test"])
-    leaf("wild", "*.example.test", ["*.example.test"])
-    leaf("deep", "*.deep.example.test", ["*.deep.example.test"])
-    sh("openssl", "genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-       "-out", "other.key")
-    return d

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "node/http/http.h"
 #include "node/metrics.h"
 #include "node/server.h"
@@ -85,6 +86,16 @@ static void metrics(struct http_exchange *x)
         struct runtime *rt = runtime_get();
         int n = metrics_render(buf, cap, rt->cfg->node_id);
         runtime_put(&rt);
+        if (n >= 0) {
+            long long epoch = cluster_master_epoch();
+            int m = snprintf(buf + n, cap - (size_t)n,
+                             "# HELP floe_cluster_master 1 when this node is the cluster master.\n"
+                             "# TYPE floe_cluster_master gauge\nfloe_cluster_master %d\n"
+                             "# HELP floe_cluster_epoch Election epoch this node is master under.\n"
+                             "# TYPE floe_cluster_epoch gauge\nfloe_cluster_epoch %lld\n",
+                             epoch > 0, epoch);
+            n = (m < 0 || (size_t)m >= cap - (size_t)n) ? -1 : n + m;
+        }
         if (n >= 0) {
             http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n,
                          NULL);

@@ -165,7 +165,9 @@ void http_respond(struct http_exchange *x, int status, const char *content_type,
     write_response(c, req, keep, status, content_type, body, len, extra_headers);
     bool deferred = x->deferred;
     x->active = x->deferred = false;
-    http_req_parser_next(s->parser);
+    /* A failed write closes the session, and a closed session has freed its parser. */
+    if (s->parser)
+        http_req_parser_next(s->parser);
     if (!keep)
         conn_close(c);
     if (deferred) {

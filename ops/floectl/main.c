@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "node/config.h"
 #include "storage/db.h"
 #include "storage/directory.h"
@@ -30,6 +31,8 @@ static void usage(FILE *f)
             "  account list [DOMAIN] | account show ADDRESS | account delete ADDRESS\n"
             "  account passwd ADDRESS [--password-stdin | --password PW]\n"
             "  account disable ADDRESS | account enable ADDRESS\n"
+            "  cluster status | cluster master pin NODE | cluster master unpin\n"
+            "  cluster master stepdown\n"
             "The password may also come from the environment variable FLOE_PASSWORD.\n");
 }
 
@@ -301,6 +304,66 @@ static int cmd_account(PGconn *c, int argc, char **argv)
     return usage(stderr), EXIT_USAGE;
 }
 
+/* ---- cluster ---- */
+
+static int cmd_cluster(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[256];
+    if (argc == 1 && !strcmp(argv[0], "status")) {
+        struct cluster_status st;
+        if (cluster_status_read(c, &st, err, sizeof(err)) < 0)
+            return fail(err);
+        if (json_out) {
+            json_t *nodes = json_array();
+            for (size_t i = 0; i < st.nnodes; i++) {
+                const struct cluster_node_status *n = &st.nodes[i];
+                json_t *conns = json_loads(n->connections, 0, NULL);
+                json_array_append_new(
+                    nodes, json_pack("{s:s,s:s,s:b,s:s,s:s,s:I,s:I,s:o}", "node", n->node_id,
+                                     "state", n->state, "master", n->master, "addresses",
+                                     n->addresses, "version", n->version, "heartbeat_age",
+                                     (json_int_t)n->heartbeat_age_s, "started",
+                                     (json_int_t)n->started_unix, "connections",
+                                     conns ? conns : json_object()));
+            }
+            json_t *o = json_pack("{s:I,s:s?,s:s?,s:o}", "epoch", (json_int_t)st.epoch, "master",
+                                  *st.master ? st.master : NULL, "pinned",
+                                  *st.pinned ? st.pinned : NULL, "nodes", nodes);
+            cluster_status_free(&st);
+            return print_json(o);
+        }
+        printf("master: %s (epoch %lld)%s%s\n", *st.master ? st.master : "none", st.epoch,
+               *st.pinned ? ", pinned to " : "", st.pinned);
+        printf("%-20s %-8s %-6s %-10s %s\n", "NODE", "STATE", "MASTER", "HEARTBEAT", "CONNECTIONS");
+        for (size_t i = 0; i < st.nnodes; i++) {
+            const struct cluster_node_status *n = &st.nodes[i];
+            printf("%-20s %-8s %-6s %-10lld %s\n", n->node_id, n->state, n->master ? "yes" : "",
+                   n->heartbeat_age_s, n->connections);
+        }
+        cluster_status_free(&st);
+        return EXIT_OK;
+    }
+    if (argc >= 2 && !strcmp(argv[0], "master")) {
+        if (argc == 3 && !strcmp(argv[1], "pin")) {
+            if (cluster_pin(c, argv[2], err, sizeof(err)) < 0)
+                return fail(err);
+            snprintf(msg, sizeof(msg), "master pinned to %s", argv[2]);
+            return ok_msg(msg);
+        }
+        if (argc == 2 && !strcmp(argv[1], "unpin")) {
+            if (cluster_pin(c, NULL, err, sizeof(err)) < 0)
+                return fail(err);
+            return ok_msg("master unpinned");
+        }
+        if (argc == 2 && !strcmp(argv[1], "stepdown")) {
+            if (cluster_stepdown(c, err, sizeof(err)) < 0)
+                return fail(err);
+            return ok_msg("the master was asked to step down");
+        }
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = getenv("FLOE_CONFIG") ? getenv("FLOE_CONFIG") : "/etc/floe/floed.conf";
@@ -331,7 +394,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[optind];
-    if (strcmp(cmd, "db") && strcmp(cmd, "domain") && strcmp(cmd, "account")) {
+    if (strcmp(cmd, "db") && strcmp(cmd, "domain") && strcmp(cmd, "account") &&
+        strcmp(cmd, "cluster")) {
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -356,6 +420,8 @@ int main(int argc, char **argv)
         rc = cmd_db(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "domain"))
         rc = cmd_domain(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "cluster"))
+        rc = cmd_cluster(c, sub_argc, sub_argv);
     else
         rc = cmd_account(c, sub_argc, sub_argv);
     PQfinish(c);

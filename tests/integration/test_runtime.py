@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import free_port, run_floed, render_config
+from floe_harness import free_port, run_floed, render_config
 
 
 def http_get(sock, path="/healthz"):
