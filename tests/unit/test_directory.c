@@ -181,7 +181,7 @@ static int group_teardown(void **state)
 /* Directory tests start from empty tables. */
 static int dir_setup(void **state)
 {
-    sql1(conn, "TRUNCATE domains, domain_aliases, accounts, account_aliases RESTART IDENTITY", NULL,
+    sql1(conn, "TRUNCATE domains, domain_aliases, accounts, account_aliases RESTART IDENTITY CASCADE", NULL,
          NULL);
     return 0;
 }
