@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/bus.h"
 #include "cluster/cluster.h"
 #include "node/conn_internal.h"
 #include "node/log.h"
@@ -440,6 +441,16 @@ static int start_cluster(const struct config *cfg, char *err, size_t errlen)
     return cluster_start(&cc, err, errlen);
 }
 
+static int start_bus(const struct config *cfg, char *err, size_t errlen)
+{
+    struct bus_config bc = {
+        .url = cfg->redis_url,
+        .node_id = cfg->node_id,
+        .log = cluster_log,
+    };
+    return bus_start(&bc, err, errlen);
+}
+
 /* ---- run ---- */
 
 static unsigned cpu_count(void)
@@ -557,7 +568,8 @@ int server_run(struct config *cfg)
         return 2;
     }
 
-    if (*cfg->db_url && start_cluster(cfg, err, sizeof(err)) < 0) {
+    if ((*cfg->db_url && start_cluster(cfg, err, sizeof(err)) < 0) ||
+        (*cfg->redis_url && start_bus(cfg, err, sizeof(err)) < 0)) {
         fprintf(stderr, "floed: %s\n", err);
         cleanup();
         return 2;
@@ -590,6 +602,7 @@ int server_run(struct config *cfg)
     for (unsigned i = 0; i < nloops; i++)
         loop_join(loops[i]);
     cluster_stop();
+    bus_stop();
     uv_close((uv_handle_t *)&loops_done_async, NULL);
     uv_close((uv_handle_t *)&stop_timer, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/bus.h"
 #include "cluster/cluster.h"
 #include "node/http/http.h"
 #include "node/metrics.h"
@@ -88,12 +89,23 @@ static void metrics(struct http_exchange *x)
         runtime_put(&rt);
         if (n >= 0) {
             long long epoch = cluster_master_epoch();
-            int m = snprintf(buf + n, cap - (size_t)n,
-                             "# HELP floe_cluster_master 1 when this node is the cluster master.\n"
-                             "# TYPE floe_cluster_master gauge\nfloe_cluster_master %d\n"
-                             "# HELP floe_cluster_epoch Election epoch this node is master under.\n"
-                             "# TYPE floe_cluster_epoch gauge\nfloe_cluster_epoch %lld\n",
-                             epoch > 0, epoch);
+            struct bus_stats bs;
+            bus_get_stats(&bs);
+            int m = snprintf(
+                buf + n, cap - (size_t)n,
+                "# HELP floe_cluster_master 1 when this node is the cluster master.\n"
+                "# TYPE floe_cluster_master gauge\nfloe_cluster_master %d\n"
+                "# HELP floe_cluster_epoch Election epoch this node is master under.\n"
+                "# TYPE floe_cluster_epoch gauge\nfloe_cluster_epoch %lld\n"
+                "# HELP floe_bus_connected 1 while the Redis bus is connected.\n"
+                "# TYPE floe_bus_connected gauge\nfloe_bus_connected %d\n"
+                "# TYPE floe_bus_published_total counter\nfloe_bus_published_total %llu\n"
+                "# TYPE floe_bus_received_total counter\nfloe_bus_received_total %llu\n"
+                "# TYPE floe_bus_dropped_total counter\nfloe_bus_dropped_total %llu\n"
+                "# TYPE floe_bus_reconnects_total counter\nfloe_bus_reconnects_total %llu\n",
+                epoch > 0, epoch, bs.connected, (unsigned long long)bs.published,
+                (unsigned long long)bs.received, (unsigned long long)bs.dropped,
+                (unsigned long long)bs.reconnects);
             n = (m < 0 || (size_t)m >= cap - (size_t)n) ? -1 : n + m;
         }
         if (n >= 0) {
