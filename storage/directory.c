@@ -11,7 +11,14 @@
  * folded here so the query compares against the indexed expression directly.
  *
  * A domain is named either by its own name or by one of its aliases; the
- * DOMAIN_ID_OF fragment below resolves either to the domain's id.
+ * DIR_DOMAIN_ID_OF fragment (directory.h) resolves either to the domain's id.
+ *
+ * The same namespace holds accounts and their aliases (storage/aliases.c),
+ * and domains and domain aliases: no constraint spans the two tables of each
+ * pair, so whoever claims a name takes its advisory lock (dir_lock_name)
+ * before checking the other table. The helpers at the top of this file are
+ * shared with the other directory modules (aliases, groups, quota, policy).
+ * Every write ends with dircache_directory_changed() once committed.
  */
 #include "storage/directory.h"
 
@@ -22,16 +29,8 @@
 #include <string.h>
 
 #include "storage/db.h"
+#include "storage/dircache.h"
 #include "storage/password.h"
-
-/* The id of the domain named by parameter p, its own name or an alias. Names
- * and aliases never overlap (dir_domain_add checks), so at most one matches. */
-#define DOMAIN_ID_OF(p)                                                                            \
-    "(SELECT id FROM domains WHERE name = " p " UNION ALL "                                        \
-    "SELECT domain_id FROM domain_aliases WHERE name = " p " LIMIT 1)"
-
-/* Columns read by fill_account(), in this order. */
-#define ACCOUNT_COLS "a.id, a.local_part, d.name, a.kind, a.full_name, a.disabled, a.is_admin"
 
 /* A yescrypt hash at libcrypt's default cost of a password nobody knows.
  * dir_authenticate() verifies against it when the account does not exist, so
@@ -39,8 +38,7 @@
 static const char dummy_hash[] =
     "$y$j9T$UcHWpgfY7f.RDvA3ipBzf.$r2Gzgnru08zr/F2D3O1RVC0fb0obBLrd0QTLoR9jsUC";
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
+void dir_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err == NULL || errlen == 0)
         return;
@@ -60,12 +58,12 @@ static char ascii_lower(char ch)
 int dir_domain_name_check(const char *name, char *out, size_t outlen, char *err, size_t errlen)
 {
     if (name == NULL || name[0] == '\0') {
-        set_err(err, errlen, "domain name is empty");
+        dir_set_err(err, errlen, "domain name is empty");
         return -1;
     }
     size_t n = strnlen(name, DIR_DOMAIN_MAX + 1);
     if (n > DIR_DOMAIN_MAX) {
-        set_err(err, errlen, "domain name is longer than %d characters", DIR_DOMAIN_MAX);
+        dir_set_err(err, errlen, "domain name is longer than %d characters", DIR_DOMAIN_MAX);
         return -1;
     }
     char buf[DIR_DOMAIN_MAX + 1];
@@ -78,17 +76,17 @@ int dir_domain_name_check(const char *name, char *out, size_t outlen, char *err,
         if (ch == '.') {
             size_t len = i - start;
             if (len == 0) {
-                set_err(err, errlen, "domain name has an empty label");
+                dir_set_err(err, errlen, "domain name has an empty label");
                 return -1;
             }
             if (len > DIR_LABEL_MAX) {
-                set_err(err, errlen, "domain name has a label longer than %d characters",
-                        DIR_LABEL_MAX);
+                dir_set_err(err, errlen, "domain name has a label longer than %d characters",
+                            DIR_LABEL_MAX);
                 return -1;
             }
             /* RFC 952/1123: letters, digits, hyphens; no hyphen at either end. */
             if (buf[start] == '-' || buf[i - 1] == '-') {
-                set_err(err, errlen, "domain name label starts or ends with a hyphen");
+                dir_set_err(err, errlen, "domain name label starts or ends with a hyphen");
                 return -1;
             }
             labels++;
@@ -98,7 +96,7 @@ int dir_domain_name_check(const char *name, char *out, size_t outlen, char *err,
             continue;
         }
         if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
-            set_err(err, errlen, "domain name may hold only letters, digits, hyphens and dots");
+            dir_set_err(err, errlen, "domain name may hold only letters, digits, hyphens and dots");
             return -1;
         }
         if (!(ch >= '0' && ch <= '9'))
@@ -106,17 +104,17 @@ int dir_domain_name_check(const char *name, char *out, size_t outlen, char *err,
     }
     buf[n] = '\0';
     if (labels < 2) {
-        set_err(err, errlen, "domain name needs at least one dot");
+        dir_set_err(err, errlen, "domain name needs at least one dot");
         return -1;
     }
     /* RFC 3696 §2: a top-level domain is never all-numeric. */
     if (all_digits) {
-        set_err(err, errlen, "domain name ends in an all-numeric label");
+        dir_set_err(err, errlen, "domain name ends in an all-numeric label");
         return -1;
     }
     if (out != NULL) {
         if (outlen <= n) {
-            set_err(err, errlen, "domain name buffer too small");
+            dir_set_err(err, errlen, "domain name buffer too small");
             return -1;
         }
         memcpy(out, buf, n + 1);
@@ -135,12 +133,12 @@ static bool is_atext(unsigned char ch)
 int dir_local_part_check(const char *local, char *err, size_t errlen)
 {
     if (local == NULL || local[0] == '\0') {
-        set_err(err, errlen, "local part is empty");
+        dir_set_err(err, errlen, "local part is empty");
         return -1;
     }
     size_t n = strnlen(local, DIR_LOCAL_PART_MAX + 1);
     if (n > DIR_LOCAL_PART_MAX) {
-        set_err(err, errlen, "local part is longer than %d characters", DIR_LOCAL_PART_MAX);
+        dir_set_err(err, errlen, "local part is longer than %d characters", DIR_LOCAL_PART_MAX);
         return -1;
     }
     /* RFC 5321 §4.1.2: Dot-string = Atom *("." Atom). */
@@ -148,11 +146,11 @@ int dir_local_part_check(const char *local, char *err, size_t errlen)
         unsigned char ch = (unsigned char)local[i];
         if (ch == '.') {
             if (i == 0 || i == n - 1 || local[i - 1] == '.') {
-                set_err(err, errlen, "local part has a leading, trailing or double dot");
+                dir_set_err(err, errlen, "local part has a leading, trailing or double dot");
                 return -1;
             }
         } else if (!is_atext(ch)) {
-            set_err(err, errlen, "local part holds a character not allowed in an address");
+            dir_set_err(err, errlen, "local part holds a character not allowed in an address");
             return -1;
         }
     }
@@ -205,22 +203,22 @@ static int parse_address(const char *address, char local_r[DIR_LOCAL_PART_MAX + 
                          char *err, size_t errlen)
 {
     if (address == NULL || address[0] == '\0') {
-        set_err(err, errlen, "address is empty");
+        dir_set_err(err, errlen, "address is empty");
         return -1;
     }
     size_t n = strnlen(address, DIR_ADDRESS_SIZE);
     if (n >= DIR_ADDRESS_SIZE) {
-        set_err(err, errlen, "address is too long");
+        dir_set_err(err, errlen, "address is too long");
         return -1;
     }
     const char *at = memchr(address, '@', n);
     if (at == NULL) {
-        set_err(err, errlen, "address must have the form local@domain");
+        dir_set_err(err, errlen, "address must have the form local@domain");
         return -1;
     }
     size_t ll = (size_t)(at - address);
     if (ll == 0 || ll > DIR_LOCAL_PART_MAX) {
-        set_err(err, errlen, "local part must be 1 to %d characters", DIR_LOCAL_PART_MAX);
+        dir_set_err(err, errlen, "local part must be 1 to %d characters", DIR_LOCAL_PART_MAX);
         return -1;
     }
     memcpy(local_r, address, ll);
@@ -235,11 +233,16 @@ static int parse_address(const char *address, char local_r[DIR_LOCAL_PART_MAX + 
     return 0;
 }
 
+int dir_address_parse(const char *address, struct dir_address *a_r, char *err, size_t errlen)
+{
+    return parse_address(address, a_r->local, a_r->lower, a_r->domain, err, errlen);
+}
+
 static int kind_check(const char *kind, char *err, size_t errlen)
 {
     if (strcmp(kind, "user") == 0 || strcmp(kind, "group") == 0 || strcmp(kind, "resource") == 0)
         return 0;
-    set_err(err, errlen, "account kind must be user, group or resource");
+    dir_set_err(err, errlen, "account kind must be user, group or resource");
     return -1;
 }
 
@@ -250,25 +253,22 @@ static void copy_cell(char *dst, size_t cap, const PGresult *r, int row, int col
     snprintf(dst, cap, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
 }
 
-/* Fills *a from a row whose first columns are ACCOUNT_COLS. */
-static void fill_account(struct dir_account *a, const PGresult *r, int row)
+void dir_fill_account(struct dir_account *a, const PGresult *r, int row, int first)
 {
     memset(a, 0, sizeof *a);
-    a->id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+    a->id = strtoll(PQgetvalue(r, row, first), NULL, 10);
     /* The CHECK constraints bound both parts to 64 + 1 + 253 < DIR_ADDRESS_SIZE. */
-    snprintf(a->address, sizeof a->address, "%s@%s", PQgetvalue(r, row, 1), PQgetvalue(r, row, 2));
-    copy_cell(a->kind, sizeof a->kind, r, row, 3);
-    copy_cell(a->full_name, sizeof a->full_name, r, row, 4);
-    a->disabled = PQgetvalue(r, row, 5)[0] == 't';
-    a->is_admin = PQgetvalue(r, row, 6)[0] == 't';
+    snprintf(a->address, sizeof a->address, "%s@%s", PQgetvalue(r, row, first + 1),
+             PQgetvalue(r, row, first + 2));
+    copy_cell(a->kind, sizeof a->kind, r, row, first + 3);
+    copy_cell(a->full_name, sizeof a->full_name, r, row, first + 4);
+    a->disabled = PQgetvalue(r, row, first + 5)[0] == 't';
+    a->is_admin = PQgetvalue(r, row, first + 6)[0] == 't';
 }
 
-/* Runs a query in single-row mode and calls fn for each row until it returns
- * non-zero. The result is always drained so the connection stays usable.
- * Returns 0, or -1 with err on a database error. */
-static int query_each(PGconn *c, const char *sql, int nparams, const char *const *params,
-                      int (*fn)(const PGresult *r, int row, void *arg), void *arg, const char *what,
-                      char *err, size_t errlen)
+int dir_sql_each(PGconn *c, const char *sql, int nparams, const char *const *params,
+                 int (*fn)(const PGresult *r, int row, void *arg), void *arg, const char *what,
+                 char *err, size_t errlen)
 {
     if (!PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0)) {
         db_set_error(err, errlen, c, NULL, what);
@@ -296,11 +296,8 @@ static int query_each(PGconn *c, const char *sql, int nparams, const char *const
     return rc;
 }
 
-/* Runs one statement; returns the result when it succeeded, else NULL with
- * err set (and *failed_r, when given, holding the failed result for SQLSTATE
- * inspection; the caller clears it). */
-static PGresult *run(PGconn *c, const char *sql, int nparams, const char *const *params,
-                     const char *what, PGresult **failed_r, char *err, size_t errlen)
+PGresult *dir_sql(PGconn *c, const char *sql, int nparams, const char *const *params,
+                  const char *what, PGresult **failed_r, char *err, size_t errlen)
 {
     PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
     if (db_ok(r))
@@ -311,6 +308,49 @@ static PGresult *run(PGconn *c, const char *sql, int nparams, const char *const 
     else
         PQclear(r);
     return NULL;
+}
+
+/* ---- transactions and name locks ---- */
+
+int dir_tx_begin(PGconn *c, char *err, size_t errlen)
+{
+    if (db_begin(c) != 0) {
+        if (PQtransactionStatus(c) == PQTRANS_INTRANS || PQtransactionStatus(c) == PQTRANS_INERROR)
+            dir_set_err(err, errlen, "cannot begin: a transaction is already open");
+        else
+            db_set_error(err, errlen, c, NULL, "cannot begin");
+        return -1;
+    }
+    return 0;
+}
+
+int dir_tx_end(PGconn *c, int rc, bool wrote, char *err, size_t errlen)
+{
+    if (rc != 0) {
+        db_rollback(c);
+        return rc;
+    }
+    if (db_commit(c) != 0) {
+        db_set_error(err, errlen, c, NULL, "cannot commit");
+        db_rollback(c);
+        return -1;
+    }
+    if (wrote)
+        dircache_directory_changed();
+    return 0;
+}
+
+int dir_lock_name(PGconn *c, const char *name, char *err, size_t errlen)
+{
+    char cls[16];
+    snprintf(cls, sizeof cls, "%d", DIR_NAME_LOCK_CLASS);
+    const char *p[] = {cls, name};
+    PGresult *r = dir_sql(c, "SELECT pg_advisory_xact_lock($1::integer, hashtext($2))", 2, p,
+                          "cannot lock name", NULL, err, errlen);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    return 0;
 }
 
 /* ---- domains ---- */
@@ -326,15 +366,19 @@ int dir_domain_add(PGconn *c, const char *name, char *err, size_t errlen)
         db_set_error(err, errlen, c, NULL, "cannot begin");
         return -1;
     }
-    PGresult *r = run(c,
-                      "SELECT d.name FROM domain_aliases a JOIN domains d ON d.id = a.domain_id"
-                      " WHERE a.name = $1",
-                      1, p, "cannot look up domain aliases", NULL, err, errlen);
+    /* The same lock dir_domain_alias_add() takes: an alias of the same name
+     * cannot appear between the check below and the insert. */
+    if (dir_lock_name(c, dom, err, errlen) != 0)
+        goto fail;
+    PGresult *r = dir_sql(c,
+                          "SELECT d.name FROM domain_aliases a JOIN domains d ON d.id = a.domain_id"
+                          " WHERE a.name = $1",
+                          1, p, "cannot look up domain aliases", NULL, err, errlen);
     if (r == NULL)
         goto fail;
     if (PQntuples(r) > 0) {
-        set_err(err, errlen, "domain %s already exists as an alias of %s", dom,
-                PQgetvalue(r, 0, 0));
+        dir_set_err(err, errlen, "domain %s already exists as an alias of %s", dom,
+                    PQgetvalue(r, 0, 0));
         PQclear(r);
         db_rollback(c);
         return DIR_EEXIST;
@@ -342,14 +386,15 @@ int dir_domain_add(PGconn *c, const char *name, char *err, size_t errlen)
     PQclear(r);
 
     /* ON CONFLICT also covers a concurrent add of the same name. */
-    r = run(c, "INSERT INTO domains (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
-            1, p, "cannot add domain", NULL, err, errlen);
+    r = dir_sql(c,
+                "INSERT INTO domains (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
+                1, p, "cannot add domain", NULL, err, errlen);
     if (r == NULL)
         goto fail;
     int added = PQntuples(r);
     PQclear(r);
     if (added == 0) {
-        set_err(err, errlen, "domain %s already exists", dom);
+        dir_set_err(err, errlen, "domain %s already exists", dom);
         db_rollback(c);
         return DIR_EEXIST;
     }
@@ -357,6 +402,7 @@ int dir_domain_add(PGconn *c, const char *name, char *err, size_t errlen)
         db_set_error(err, errlen, c, NULL, "cannot commit");
         goto fail;
     }
+    dircache_directory_changed();
     return 0;
 fail:
     db_rollback(c);
@@ -376,13 +422,13 @@ int dir_domain_delete(PGconn *c, const char *name, bool force, char *err, size_t
     }
     /* FOR UPDATE conflicts with the key-share lock an account insert takes on
      * its domain, so no account can slip in between the count and the delete. */
-    PGresult *r = run(c, "SELECT id FROM domains WHERE name = $1 FOR UPDATE", 1, p,
-                      "cannot look up domain", NULL, err, errlen);
+    PGresult *r = dir_sql(c, "SELECT id FROM domains WHERE name = $1 FOR UPDATE", 1, p,
+                          "cannot look up domain", NULL, err, errlen);
     if (r == NULL)
         goto fail;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        set_err(err, errlen, "unknown domain %s", dom);
+        dir_set_err(err, errlen, "unknown domain %s", dom);
         db_rollback(c);
         return DIR_ENOTFOUND;
     }
@@ -392,22 +438,24 @@ int dir_domain_delete(PGconn *c, const char *name, bool force, char *err, size_t
     const char *idp[] = {id};
 
     if (!force) {
-        r = run(c, "SELECT count(*) FROM accounts WHERE domain_id = $1::bigint", 1, idp,
-                "cannot count accounts", NULL, err, errlen);
+        r = dir_sql(c, "SELECT count(*) FROM accounts WHERE domain_id = $1::bigint", 1, idp,
+                    "cannot count accounts", NULL, err, errlen);
         if (r == NULL)
             goto fail;
         long long count = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
         if (count > 0) {
-            set_err(err, errlen, "domain %s still has %lld account%s; force deletes them too", dom,
-                    count, count == 1 ? "" : "s");
+            dir_set_err(err, errlen, "domain %s still has %lld account%s; force deletes them too",
+                        dom, count, count == 1 ? "" : "s");
             db_rollback(c);
             return DIR_ENOTEMPTY;
         }
     }
-    /* Aliases and accounts go with it (ON DELETE CASCADE). */
-    r = run(c, "DELETE FROM domains WHERE id = $1::bigint", 1, idp, "cannot delete domain", NULL,
-            err, errlen);
+    /* Aliases and accounts go with it (ON DELETE CASCADE), and with them
+     * everything that hangs off an account; group memberships of the domain
+     * and its accounts are removed by the triggers of migration 0002. */
+    r = dir_sql(c, "DELETE FROM domains WHERE id = $1::bigint", 1, idp, "cannot delete domain",
+                NULL, err, errlen);
     if (r == NULL)
         goto fail;
     PQclear(r);
@@ -415,10 +463,35 @@ int dir_domain_delete(PGconn *c, const char *name, bool force, char *err, size_t
         db_set_error(err, errlen, c, NULL, "cannot commit");
         goto fail;
     }
+    dircache_directory_changed();
     return 0;
 fail:
     db_rollback(c);
     return -1;
+}
+
+int dir_domain_lookup(PGconn *c, const char *name, long long *id_r, char name_r[DIR_DOMAIN_MAX + 1],
+                      char *err, size_t errlen)
+{
+    char dom[DIR_DOMAIN_MAX + 1];
+    if (dir_domain_name_check(name, dom, sizeof dom, err, errlen) != 0)
+        return DIR_ENOTFOUND;
+    const char *p[] = {dom};
+    PGresult *r = dir_sql(c, "SELECT id, name FROM domains WHERE id = " DIR_DOMAIN_ID_OF("$1"), 1,
+                          p, "cannot look up domain", NULL, err, errlen);
+    if (r == NULL)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        dir_set_err(err, errlen, "unknown domain %s", dom);
+        return DIR_ENOTFOUND;
+    }
+    if (id_r != NULL)
+        *id_r = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    if (name_r != NULL)
+        snprintf(name_r, DIR_DOMAIN_MAX + 1, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return 0;
 }
 
 struct domain_each {
@@ -435,15 +508,89 @@ static int domain_row(const PGresult *r, int row, void *arg)
 int dir_domain_list(PGconn *c, dir_domain_cb cb, void *ctx, char *err, size_t errlen)
 {
     if (cb == NULL) {
-        set_err(err, errlen, "dir_domain_list: no callback");
+        dir_set_err(err, errlen, "dir_domain_list: no callback");
         return -1;
     }
     struct domain_each e = {cb, ctx};
-    return query_each(c, "SELECT name FROM domains ORDER BY name", 0, NULL, domain_row, &e,
-                      "cannot list domains", err, errlen);
+    return dir_sql_each(c, "SELECT name FROM domains ORDER BY name", 0, NULL, domain_row, &e,
+                        "cannot list domains", err, errlen);
 }
 
 /* ---- accounts ---- */
+
+/* The insert of dir_account_add() and dir_account_create(), inside the
+ * caller's transaction. key is the lower-cased address; p holds domain, local
+ * part, kind, full name, hash, verifier and is_admin. The new id goes to
+ * *id_r when not NULL. */
+static int account_insert(PGconn *c, const char *key, const char *const *p, long long *id_r,
+                          char *err, size_t errlen)
+{
+    /* An alias of the same address cannot be added between the check and
+     * the insert: dir_alias_add() takes the same lock. */
+    if (dir_lock_name(c, key, err, errlen) != 0)
+        return -1;
+    const char *kp[] = {key};
+    PGresult *r = dir_sql(c,
+                          "SELECT a.local_part || '@' || d.name FROM account_aliases al"
+                          " JOIN accounts a ON a.id = al.account_id"
+                          " JOIN domains d ON d.id = a.domain_id WHERE al.address = $1",
+                          1, kp, "cannot look up aliases", NULL, err, errlen);
+    if (r == NULL)
+        return -1;
+    if (PQntuples(r) > 0) {
+        dir_set_err(err, errlen, "%s is already an alias of %s", key, PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return DIR_EEXIST;
+    }
+    PQclear(r);
+
+    /* One statement: the domain lookup and the insert happen atomically. */
+    PGresult *failed = NULL;
+    r = dir_sql(c,
+                "INSERT INTO accounts (domain_id, local_part, kind, full_name,"
+                " password_hash, scram_sha256, is_admin)"
+                " SELECT d.id, $2, $3, $4, $5, $6, $7::boolean FROM domains d"
+                " WHERE d.name = $1 RETURNING id",
+                7, p, "cannot add account", &failed, err, errlen);
+    if (r == NULL) {
+        int rc = -1;
+        if (db_sqlstate_is(failed, "23505")) { /* unique_violation */
+            dir_set_err(err, errlen, "account %s@%s already exists", p[1], p[0]);
+            rc = DIR_EEXIST;
+        } else if (db_sqlstate_is(failed, "23503")) { /* domain deleted meanwhile */
+            dir_set_err(err, errlen, "unknown domain %s", p[0]);
+            rc = DIR_ENOTFOUND;
+        }
+        PQclear(failed);
+        return rc;
+    }
+    int added = PQntuples(r);
+    if (added > 0 && id_r != NULL)
+        *id_r = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    if (added == 0) {
+        dir_set_err(err, errlen, "unknown domain %s", p[0]);
+        return DIR_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* Validates kind and full name for an account insert. */
+static int account_fields_check(const char *kind, const char *full_name, char *err, size_t errlen)
+{
+    if (kind_check(kind, err, errlen) != 0)
+        return -1;
+    size_t fl = strnlen(full_name, DIR_FULL_NAME_MAX + 1);
+    if (fl > DIR_FULL_NAME_MAX) {
+        dir_set_err(err, errlen, "full name is longer than %d bytes", DIR_FULL_NAME_MAX);
+        return -1;
+    }
+    if (!text_ok(full_name, fl)) {
+        dir_set_err(err, errlen, "full name must be UTF-8 without control characters");
+        return -1;
+    }
+    return 0;
+}
 
 int dir_account_add(PGconn *c, const char *address, const char *kind, const char *password,
                     const char *full_name, bool is_admin, char *err, size_t errlen)
@@ -453,19 +600,10 @@ int dir_account_add(PGconn *c, const char *address, const char *kind, const char
         return -1;
     if (kind == NULL)
         kind = "user";
-    if (kind_check(kind, err, errlen) != 0)
-        return -1;
     if (full_name == NULL)
         full_name = "";
-    size_t fl = strnlen(full_name, DIR_FULL_NAME_MAX + 1);
-    if (fl > DIR_FULL_NAME_MAX) {
-        set_err(err, errlen, "full name is longer than %d bytes", DIR_FULL_NAME_MAX);
+    if (account_fields_check(kind, full_name, err, errlen) != 0)
         return -1;
-    }
-    if (!text_ok(full_name, fl)) {
-        set_err(err, errlen, "full name must be UTF-8 without control characters");
-        return -1;
-    }
 
     char hash[PASSWORD_HASH_MAX], scram[PASSWORD_SCRAM_MAX];
     const char *hashp = NULL, *scramp = NULL;
@@ -474,41 +612,39 @@ int dir_account_add(PGconn *c, const char *address, const char *kind, const char
             return -1;
         if (password_hash(password, hash, sizeof hash) != 0 ||
             password_scram_make(password, 0, scram, sizeof scram) != 0) {
-            set_err(err, errlen, "cannot hash the password");
+            dir_set_err(err, errlen, "cannot hash the password");
             return -1;
         }
         hashp = hash;
         scramp = scram;
     }
 
-    /* One statement: the domain lookup and the insert happen atomically. */
+    char key[DIR_ADDRESS_SIZE];
+    snprintf(key, sizeof key, "%s@%s", lower, dom);
     const char *p[] = {dom, local, kind, full_name, hashp, scramp, is_admin ? "t" : "f"};
-    PGresult *failed = NULL;
-    PGresult *r = run(c,
-                      "INSERT INTO accounts (domain_id, local_part, kind, full_name,"
-                      " password_hash, scram_sha256, is_admin)"
-                      " SELECT d.id, $2, $3, $4, $5, $6, $7::boolean FROM domains d"
-                      " WHERE d.name = $1 RETURNING id",
-                      7, p, "cannot add account", &failed, err, errlen);
-    if (r == NULL) {
-        int rc = -1;
-        if (db_sqlstate_is(failed, "23505")) { /* unique_violation */
-            set_err(err, errlen, "account %s@%s already exists", local, dom);
-            rc = DIR_EEXIST;
-        } else if (db_sqlstate_is(failed, "23503")) { /* domain deleted meanwhile */
-            set_err(err, errlen, "unknown domain %s", dom);
-            rc = DIR_ENOTFOUND;
-        }
-        PQclear(failed);
-        return rc;
+    if (dir_tx_begin(c, err, errlen) != 0)
+        return -1;
+    int rc = account_insert(c, key, p, NULL, err, errlen);
+    return dir_tx_end(c, rc, true, err, errlen);
+}
+
+int dir_account_create(PGconn *c, const char *address, const char *kind, const char *full_name,
+                       long long *id_r, char *err, size_t errlen)
+{
+    char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
+    if (parse_address(address, local, lower, dom, err, errlen) != 0)
+        return -1;
+    if (full_name == NULL)
+        full_name = "";
+    if (kind == NULL || account_fields_check(kind, full_name, err, errlen) != 0) {
+        if (kind == NULL)
+            dir_set_err(err, errlen, "no account kind");
+        return -1;
     }
-    int added = PQntuples(r);
-    PQclear(r);
-    if (added == 0) {
-        set_err(err, errlen, "unknown domain %s", dom);
-        return DIR_ENOTFOUND;
-    }
-    return 0;
+    char key[DIR_ADDRESS_SIZE];
+    snprintf(key, sizeof key, "%s@%s", lower, dom);
+    const char *p[] = {dom, local, kind, full_name, NULL, NULL, "f"};
+    return account_insert(c, key, p, id_r, err, errlen);
 }
 
 /* Runs an UPDATE or DELETE on the account named by $1 (lower-cased local
@@ -525,15 +661,16 @@ static int account_change(PGconn *c, const char *address, const char *sql, int n
         return -1;
     for (int i = 0; i < nextra; i++)
         p[2 + i] = extra[i];
-    PGresult *r = run(c, sql, 2 + nextra, p, what, NULL, err, errlen);
+    PGresult *r = dir_sql(c, sql, 2 + nextra, p, what, NULL, err, errlen);
     if (r == NULL)
         return -1;
     bool none = strcmp(PQcmdTuples(r), "0") == 0;
     PQclear(r);
     if (none) {
-        set_err(err, errlen, "unknown account %s@%s", local, dom);
+        dir_set_err(err, errlen, "unknown account %s@%s", local, dom);
         return DIR_ENOTFOUND;
     }
+    dircache_directory_changed();
     return 0;
 }
 
@@ -541,7 +678,8 @@ int dir_account_delete(PGconn *c, const char *address, char *err, size_t errlen)
 {
     return account_change(
         c, address,
-        "DELETE FROM accounts WHERE domain_id = " DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
+        "DELETE FROM accounts"
+        " WHERE domain_id = " DIR_DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
         0, NULL, "cannot delete account", err, errlen);
 }
 
@@ -560,32 +698,34 @@ int dir_account_passwd(PGconn *c, const char *address, const char *password, cha
             return -1;
         if (password_hash(password, hash, sizeof hash) != 0 ||
             password_scram_make(password, 0, scram, sizeof scram) != 0) {
-            set_err(err, errlen, "cannot hash the password");
+            dir_set_err(err, errlen, "cannot hash the password");
             return -1;
         }
         extra[0] = hash;
         extra[1] = scram;
     }
-    return account_change(c, address,
-                          "UPDATE accounts SET password_hash = $3, scram_sha256 = $4"
-                          " WHERE domain_id = " DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
-                          2, extra, "cannot set password", err, errlen);
+    return account_change(
+        c, address,
+        "UPDATE accounts SET password_hash = $3, scram_sha256 = $4"
+        " WHERE domain_id = " DIR_DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
+        2, extra, "cannot set password", err, errlen);
 }
 
 int dir_account_set_disabled(PGconn *c, const char *address, bool disabled, char *err,
                              size_t errlen)
 {
     const char *extra[1] = {disabled ? "t" : "f"};
-    return account_change(c, address,
-                          "UPDATE accounts SET disabled = $3::boolean"
-                          " WHERE domain_id = " DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
-                          1, extra, "cannot change account", err, errlen);
+    return account_change(
+        c, address,
+        "UPDATE accounts SET disabled = $3::boolean"
+        " WHERE domain_id = " DIR_DOMAIN_ID_OF("$2") " AND lower(local_part) = $1",
+        1, extra, "cannot change account", err, errlen);
 }
 
 #define FIND_SQL                                                                                   \
-    "SELECT " ACCOUNT_COLS ", a.password_hash"                                                     \
+    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash"                                                 \
     " FROM accounts a JOIN domains d ON d.id = a.domain_id"                                        \
-    " WHERE a.domain_id = " DOMAIN_ID_OF("$2") " AND lower(a.local_part) = $1"
+    " WHERE a.domain_id = " DIR_DOMAIN_ID_OF("$2") " AND lower(a.local_part) = $1"
 
 int dir_account_find(PGconn *c, const char *address, struct dir_account *a_r, char *err,
                      size_t errlen)
@@ -594,16 +734,16 @@ int dir_account_find(PGconn *c, const char *address, struct dir_account *a_r, ch
     if (parse_address(address, local, lower, dom, err, errlen) != 0)
         return DIR_ENOTFOUND;
     const char *p[] = {lower, dom};
-    PGresult *r = run(c, FIND_SQL, 2, p, "cannot look up account", NULL, err, errlen);
+    PGresult *r = dir_sql(c, FIND_SQL, 2, p, "cannot look up account", NULL, err, errlen);
     if (r == NULL)
         return -1;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        set_err(err, errlen, "unknown account %s@%s", local, dom);
+        dir_set_err(err, errlen, "unknown account %s@%s", local, dom);
         return DIR_ENOTFOUND;
     }
     if (a_r != NULL)
-        fill_account(a_r, r, 0);
+        dir_fill_account(a_r, r, 0, 0);
     PQclear(r);
     return 0;
 }
@@ -617,7 +757,7 @@ static int account_row(const PGresult *r, int row, void *arg)
 {
     const struct account_each *e = arg;
     struct dir_account a;
-    fill_account(&a, r, row);
+    dir_fill_account(&a, r, row, 0);
     return e->cb(&a, e->ctx);
 }
 
@@ -625,20 +765,20 @@ int dir_account_list(PGconn *c, const char *domain, dir_account_cb cb, void *ctx
                      size_t errlen)
 {
     if (cb == NULL) {
-        set_err(err, errlen, "dir_account_list: no callback");
+        dir_set_err(err, errlen, "dir_account_list: no callback");
         return -1;
     }
     struct account_each e = {cb, ctx};
     if (domain == NULL)
-        return query_each(c,
-                          "SELECT " ACCOUNT_COLS
-                          " FROM accounts a JOIN domains d ON d.id = a.domain_id"
-                          " ORDER BY d.name, lower(a.local_part), a.id",
-                          0, NULL, account_row, &e, "cannot list accounts", err, errlen);
+        return dir_sql_each(c,
+                            "SELECT " DIR_ACCOUNT_COLS
+                            " FROM accounts a JOIN domains d ON d.id = a.domain_id"
+                            " ORDER BY d.name, lower(a.local_part), a.id",
+                            0, NULL, account_row, &e, "cannot list accounts", err, errlen);
 
     char dom[DIR_DOMAIN_MAX + 1];
     if (dir_domain_name_check(domain, dom, sizeof dom, NULL, 0) != 0) {
-        set_err(err, errlen, "unknown domain");
+        dir_set_err(err, errlen, "unknown domain");
         return DIR_ENOTFOUND;
     }
     const char *p[] = {dom};
@@ -646,13 +786,13 @@ int dir_account_list(PGconn *c, const char *domain, dir_account_cb cb, void *ctx
         db_set_error(err, errlen, c, NULL, "cannot begin");
         return -1;
     }
-    PGresult *r =
-        run(c, "SELECT " DOMAIN_ID_OF("$1"), 1, p, "cannot look up domain", NULL, err, errlen);
+    PGresult *r = dir_sql(c, "SELECT " DIR_DOMAIN_ID_OF("$1"), 1, p, "cannot look up domain", NULL,
+                          err, errlen);
     if (r == NULL)
         goto fail;
     if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
         PQclear(r);
-        set_err(err, errlen, "unknown domain %s", dom);
+        dir_set_err(err, errlen, "unknown domain %s", dom);
         db_rollback(c);
         return DIR_ENOTFOUND;
     }
@@ -660,10 +800,11 @@ int dir_account_list(PGconn *c, const char *domain, dir_account_cb cb, void *ctx
     snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     const char *idp[] = {id};
-    if (query_each(c,
-                   "SELECT " ACCOUNT_COLS " FROM accounts a JOIN domains d ON d.id = a.domain_id"
-                   " WHERE a.domain_id = $1::bigint ORDER BY lower(a.local_part), a.id",
-                   1, idp, account_row, &e, "cannot list accounts", err, errlen) != 0)
+    if (dir_sql_each(c,
+                     "SELECT " DIR_ACCOUNT_COLS
+                     " FROM accounts a JOIN domains d ON d.id = a.domain_id"
+                     " WHERE a.domain_id = $1::bigint ORDER BY lower(a.local_part), a.id",
+                     1, idp, account_row, &e, "cannot list accounts", err, errlen) != 0)
         goto fail;
     if (db_commit(c) != 0) {
         db_set_error(err, errlen, c, NULL, "cannot commit");
@@ -677,6 +818,33 @@ fail:
 
 /* ---- authentication ---- */
 
+/* A login that is an address: the account itself first, else the account an
+ * alias names ($1 the lower-cased local part, $2 the domain or an alias of
+ * it). Aliases are stored under the domain's own name. */
+/* clang-format off */
+#define AUTH_ADDRESS_SQL                                                                           \
+    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash FROM ("                                          \
+    " SELECT 1 AS pri, x.id FROM accounts x"                                                       \
+    "  WHERE x.domain_id = " DIR_DOMAIN_ID_OF("$2") " AND lower(x.local_part) = $1"                \
+    " UNION ALL"                                                                                   \
+    " SELECT 2, al.account_id FROM account_aliases al"                                             \
+    "  WHERE al.address = $1 || '@' ||"                                                            \
+    "   (SELECT name FROM domains WHERE id = " DIR_DOMAIN_ID_OF("$2") ")"                          \
+    ") m JOIN accounts a ON a.id = m.id JOIN domains d ON d.id = a.domain_id"                      \
+    " ORDER BY m.pri LIMIT 1"
+/* clang-format on */
+
+/* A login that is a bare local part ($1, lower-cased): every account with it,
+ * but only when the login policy allows bare local parts. Two rows are
+ * enough to know it is ambiguous. accounts_local_part (migration 0003)
+ * serves the lookup across domains. */
+#define AUTH_LOCAL_SQL                                                                             \
+    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash"                                                 \
+    " FROM accounts a JOIN domains d ON d.id = a.domain_id"                                        \
+    " WHERE lower(a.local_part) = $1"                                                              \
+    " AND (SELECT login_policy FROM server_settings) = 'local_part_when_unambiguous'"              \
+    " LIMIT 2"
+
 int dir_authenticate(PGconn *c, const char *login, const char *password, struct dir_account *a_r)
 {
     /* A password that breaks the rules can match no stored hash; refusing it
@@ -685,25 +853,39 @@ int dir_authenticate(PGconn *c, const char *login, const char *password, struct 
         return -1;
 
     char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
-    if (parse_address(login, local, lower, dom, NULL, 0) != 0) {
+    dom[0] = '\0';
+    const char *sql;
+    int np;
+    if (login != NULL && strchr(login, '@') == NULL && dir_local_part_check(login, NULL, 0) == 0) {
+        /* dir_local_part_check() bounds it to DIR_LOCAL_PART_MAX. */
+        size_t n = strlen(login);
+        for (size_t i = 0; i <= n; i++)
+            lower[i] = ascii_lower(login[i]);
+        sql = AUTH_LOCAL_SQL;
+        np = 1;
+    } else if (parse_address(login, local, lower, dom, NULL, 0) == 0) {
+        sql = AUTH_ADDRESS_SQL;
+        np = 2;
+    } else {
         (void)password_verify(password, dummy_hash);
         return -1;
     }
     const char *p[] = {lower, dom};
-    PGresult *r = PQexecParams(c, FIND_SQL, 2, NULL, p, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, sql, np, NULL, p, NULL, NULL, 0);
     if (!db_ok(r)) {
         PQclear(r);
         return -2;
     }
-    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 7)) {
-        /* Unknown, or an account without login: same work, same answer. */
+    /* Unknown, ambiguous, or an account without login: same work, same
+     * answer. */
+    if (PQntuples(r) != 1 || PQgetisnull(r, 0, DIR_ACCOUNT_NCOLS)) {
         PQclear(r);
         (void)password_verify(password, dummy_hash);
         return -1;
     }
     struct dir_account a;
-    fill_account(&a, r, 0);
-    bool ok = password_verify(password, PQgetvalue(r, 0, 7));
+    dir_fill_account(&a, r, 0, 0);
+    bool ok = password_verify(password, PQgetvalue(r, 0, DIR_ACCOUNT_NCOLS));
     PQclear(r);
     if (!ok || a.disabled)
         return -1;

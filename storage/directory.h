@@ -24,6 +24,9 @@
 #define DIR_EEXIST (-3)
 /* The domain still has accounts and deletion was not forced. */
 #define DIR_ENOTEMPTY (-4)
+/* Further codes of the directory's other modules, listed here so that no two
+ * collide: QUOTA_EXCEEDED (-5) and QUOTA_EBELOWUSAGE (-6) in storage/quota.h,
+ * DIR_ECYCLE (-7) in storage/groups.h. */
 
 /* RFC 5321 §4.5.3.1.1: local part at most 64 octets. */
 #define DIR_LOCAL_PART_MAX 64
@@ -69,6 +72,13 @@ int dir_domain_add(PGconn *c, const char *name, char *err, size_t errlen);
  * then the accounts are deleted with it. Returns 0, -1, DIR_ENOTFOUND or
  * DIR_ENOTEMPTY. */
 int dir_domain_delete(PGconn *c, const char *name, bool force, char *err, size_t errlen);
+
+/* Looks a domain up by its own name or one of its aliases (folded to lower
+ * case). Returns 0 with its id in *id_r and its own name in name_r (either
+ * may be NULL), -1 on a database error, or DIR_ENOTFOUND for an unknown or
+ * malformed name ("unknown domain x"). */
+int dir_domain_lookup(PGconn *c, const char *name, long long *id_r, char name_r[DIR_DOMAIN_MAX + 1],
+                      char *err, size_t errlen);
 
 /* Called once per domain, in name order. Return 0 to continue, non-zero to
  * stop early. The callback must not use the connection. */
@@ -120,12 +130,103 @@ typedef int (*dir_account_cb)(const struct dir_account *a, void *ctx);
 int dir_account_list(PGconn *c, const char *domain, dir_account_cb cb, void *ctx, char *err,
                      size_t errlen);
 
-/* Checks a login (an address, as dir_account_find() takes) and password.
+/* Checks a login and password. The login is
+ *   - an account's address, as dir_account_find() takes it (a domain alias
+ *     works in place of the domain);
+ *   - an alias of an account (storage/aliases.h), which logs in to that
+ *     account. A catch-all never does: it would make every unknown name in
+ *     the domain a login for the catch-all account;
+ *   - a bare local part, only under the login policy
+ *     local_part_when_unambiguous (storage/policy.h) and only when exactly
+ *     one account in all domains has that local part, ignoring case.
  * Returns 0 with *a_r filled (a_r may be NULL); -1 when the account is
- * unknown, has no password, is disabled or the password is wrong: the same
- * answer for all, and an unknown account still costs one yescrypt
+ * unknown, ambiguous, has no password, is disabled or the password is wrong:
+ * the same answer for all, and an unknown account still costs one yescrypt
  * verification so the time taken does not reveal whether it exists; -2 on a
  * database error (PQerrorMessage(c) says why). */
 int dir_authenticate(PGconn *c, const char *login, const char *password, struct dir_account *a_r);
+
+/* ---- Shared by the directory's storage modules ----
+ *
+ * storage/aliases.c, groups.c, quota.c and policy.c use these so that every
+ * module parses addresses, runs statements and ends transactions the same
+ * way. Other code may use dir_address_parse(); the rest is plumbing. */
+
+/* An address split into its parts. */
+struct dir_address {
+    char local[DIR_LOCAL_PART_MAX + 1]; /* as given */
+    char lower[DIR_LOCAL_PART_MAX + 1]; /* folded to lower case: the lookup key */
+    char domain[DIR_DOMAIN_MAX + 1];    /* folded to lower case */
+};
+
+/* Splits and validates local@domain (dir_local_part_check() and
+ * dir_domain_name_check()). Returns 0 with *a_r filled, -1 with the reason in
+ * err. */
+int dir_address_parse(const char *address, struct dir_address *a_r, char *err, size_t errlen);
+
+/* Adds an account without a password inside a transaction the caller
+ * opened with dir_tx_begin() (for kinds that carry further rows, such as
+ * groups and resources, written in the same transaction). kind must be
+ * given; otherwise as dir_account_add(). Stores the new id in *id_r (may be
+ * NULL). Returns 0, -1, DIR_ENOTFOUND or DIR_EEXIST; on any error the
+ * transaction is to be rolled back. */
+int dir_account_create(PGconn *c, const char *address, const char *kind, const char *full_name,
+                       long long *id_r, char *err, size_t errlen);
+
+/* Formats into err like snprintf(); err may be NULL. */
+__attribute__((format(printf, 3, 4))) void dir_set_err(char *err, size_t errlen, const char *fmt,
+                                                       ...);
+
+/* Runs one parameterised statement. Returns the result when it succeeded,
+ * else NULL with "<what>: <reason>" in err; when failed_r is not NULL the
+ * failed result is stored there for SQLSTATE inspection (the caller clears
+ * it), otherwise it is cleared here. */
+PGresult *dir_sql(PGconn *c, const char *sql, int nparams, const char *const *params,
+                  const char *what, PGresult **failed_r, char *err, size_t errlen);
+
+/* Runs a query in single-row mode and calls fn for each row until fn returns
+ * non-zero. The result is always drained, so the connection stays usable.
+ * Returns 0 (also when fn stopped early), or -1 with err on a database
+ * error. */
+int dir_sql_each(PGconn *c, const char *sql, int nparams, const char *const *params,
+                 int (*fn)(const PGresult *r, int row, void *arg), void *arg, const char *what,
+                 char *err, size_t errlen);
+
+/* BEGIN for one directory operation. Returns 0, or -1 with err (also when a
+ * transaction is already open on c). */
+int dir_tx_begin(PGconn *c, char *err, size_t errlen);
+
+/* Ends the transaction dir_tx_begin() opened: COMMIT when rc is 0, else
+ * ROLLBACK. When wrote is true and the commit succeeded it calls
+ * dircache_directory_changed() (storage/dircache.h), so cached resolutions
+ * are dropped here and, through the hook, on other nodes. Returns rc, or -1
+ * with err when the commit failed. */
+int dir_tx_end(PGconn *c, int rc, bool wrote, char *err, size_t errlen);
+
+/* Takes the transaction-level advisory lock that serialises changes to one
+ * name: a lower-cased address or a domain name. Adding an account, an alias,
+ * a domain or a domain alias takes the lock of the name it claims before
+ * checking the other tables, since no constraint spans them. The lock key is
+ * (DIR_NAME_LOCK_CLASS, hashtext(name)) in PostgreSQL's two-key advisory lock
+ * space, which never meets the one-key space of DB_MIGRATE_LOCK_KEY; a hash
+ * collision only serialises two unrelated changes. Returns 0 or -1 with err. */
+#define DIR_NAME_LOCK_CLASS 0x466C6F65 /* "Floe" */
+int dir_lock_name(PGconn *c, const char *name, char *err, size_t errlen);
+
+/* Columns that dir_fill_account() reads, in this order, for a query that
+ * names the account "a" and its domain "d". */
+#define DIR_ACCOUNT_COLS "a.id, a.local_part, d.name, a.kind, a.full_name, a.disabled, a.is_admin"
+#define DIR_ACCOUNT_NCOLS 7
+
+/* Fills *a from row `row` of r, whose columns first..first+6 are
+ * DIR_ACCOUNT_COLS. */
+void dir_fill_account(struct dir_account *a, const PGresult *r, int row, int first);
+
+/* SQL expression for the id of the domain named by parameter p: its own name
+ * or one of its aliases (names and aliases never overlap), NULL when
+ * neither. */
+#define DIR_DOMAIN_ID_OF(p)                                                                        \
+    "(SELECT id FROM domains WHERE name = " p " UNION ALL "                                        \
+    "SELECT domain_id FROM domain_aliases WHERE name = " p " LIMIT 1)"
 
 #endif

@@ -13,8 +13,12 @@
 
 #include "cluster/cluster.h"
 #include "node/config.h"
+#include "storage/aliases.h"
 #include "storage/db.h"
 #include "storage/directory.h"
+#include "storage/groups.h"
+#include "storage/policy.h"
+#include "storage/quota.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -31,6 +35,27 @@ static void usage(FILE *f)
             "  account list [DOMAIN] | account show ADDRESS | account delete ADDRESS\n"
             "  account passwd ADDRESS [--password-stdin | --password PW]\n"
             "  account disable ADDRESS | account enable ADDRESS\n"
+            "  alias add ALIAS ACCOUNT | alias remove ALIAS | alias list ACCOUNT\n"
+            "  domain alias add ALIAS DOMAIN | domain alias remove ALIAS\n"
+            "  domain alias list [DOMAIN] | domain catchall DOMAIN [ACCOUNT | --none]\n"
+            "  forward set ADDRESS [--keep-copy] TARGET... | forward show|clear ADDRESS\n"
+            "  group add ADDRESS [--name N] [--deliver members|folder]\n"
+            "  group set GROUP --deliver members|folder\n"
+            "  group member add|remove GROUP MEMBER [--kind account|group|domain]\n"
+            "  group members GROUP [--expand]\n"
+            "  resource add ADDRESS --type room|equipment [--name N]\n"
+            "               [--booking auto_accept|manager_approval]\n"
+            "  resource set ADDRESS [--type T] [--booking B] | resource show ADDRESS\n"
+            "  resource manager add|remove RESOURCE MANAGER\n"
+            "  quota set server|domain D|account A [--bytes N[K|M|G|T]] [--messages N]\n"
+            "            [--account-bytes N] [--account-messages N] [--force]\n"
+            "      (domain: --bytes/--messages are totals, --account-* the default per\n"
+            "       account; a limit may be 'unlimited' (0), or 'inherit' below server)\n"
+            "  quota show account A|domain D|server\n"
+            "  policy set domain D|account A SERVICE enabled|disabled|inherit\n"
+            "  policy show domain D|account A\n"
+            "      (services: imap pop3 smtp activesync dav syncml)\n"
+            "  login-policy set full_address|local_part_when_unambiguous | login-policy show\n"
             "  cluster status | cluster master pin NODE | cluster master unpin\n"
             "  cluster master stepdown\n"
             "The password may also come from the environment variable FLOE_PASSWORD.\n");
@@ -111,9 +136,16 @@ static int domain_collect(const char *name, void *ctx)
     return 0;
 }
 
+static int cmd_domain_alias(PGconn *c, int argc, char **argv);
+static int cmd_domain_catchall(PGconn *c, int argc, char **argv);
+
 static int cmd_domain(PGconn *c, int argc, char **argv)
 {
     char err[1024], msg[512];
+    if (argc >= 1 && !strcmp(argv[0], "alias"))
+        return cmd_domain_alias(c, argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "catchall"))
+        return cmd_domain_catchall(c, argc - 1, argv + 1);
     if (argc >= 1 && !strcmp(argv[0], "list") && argc == 1) {
         json_t *a = json_array();
         if (dir_domain_list(c, domain_collect, a, err, sizeof(err)) < 0) {
@@ -304,6 +336,578 @@ static int cmd_account(PGconn *c, int argc, char **argv)
     return usage(stderr), EXIT_USAGE;
 }
 
+/* ---- argument helpers for the directory commands ---- */
+
+/* Splits argv into positional arguments and options. An option must be in
+ * flags or in with_value (which takes the next argument). Returns the number
+ * of positionals (stored in pos[], at most max), or -1 for an unknown
+ * option, a missing value or too many positionals. */
+static int split_args(int argc, char **argv, const char *const *flags,
+                      const char *const *with_value, char **pos, int max)
+{
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) {
+            if (n >= max)
+                return -1;
+            pos[n++] = argv[i];
+            continue;
+        }
+        bool ok = false;
+        for (const char *const *a = flags; a && *a && !ok; a++)
+            ok = !strcmp(argv[i], *a);
+        for (const char *const *a = with_value; a && *a && !ok; a++)
+            if (!strcmp(argv[i], *a) && i + 1 < argc) {
+                ok = true;
+                i++;
+            }
+        if (!ok)
+            return -1;
+    }
+    return n;
+}
+
+static void print_list(json_t *a)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) printf("%s\n", json_string_value(v));
+}
+
+/* ---- domain alias / domain catchall ---- */
+
+static int domain_alias_collect(const char *alias, const char *domain, void *ctx)
+{
+    json_array_append_new(ctx, json_pack("{s:s,s:s}", "alias", alias, "domain", domain));
+    return 0;
+}
+
+static int cmd_domain_alias(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc == 3 && !strcmp(argv[0], "add")) {
+        if (dir_domain_alias_add(c, argv[1], argv[2], err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "domain alias %s added for %s", argv[1], argv[2]);
+        return ok_msg(msg);
+    }
+    if (argc == 2 && !strcmp(argv[0], "remove")) {
+        if (dir_domain_alias_remove(c, argv[1], err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "domain alias %s removed", argv[1]);
+        return ok_msg(msg);
+    }
+    if ((argc == 1 || argc == 2) && !strcmp(argv[0], "list")) {
+        json_t *a = json_array();
+        if (dir_domain_alias_list(c, argc == 2 ? argv[1] : NULL, domain_alias_collect, a, err,
+                                  sizeof(err)) < 0) {
+            json_decref(a);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(a);
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v)
+        {
+            printf("%-40s -> %s\n", json_string_value(json_object_get(v, "alias")),
+                   json_string_value(json_object_get(v, "domain")));
+        }
+        json_decref(a);
+        return EXIT_OK;
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+static int cmd_domain_catchall(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700], who[DIR_ADDRESS_SIZE];
+    if (argc == 1) {
+        if (dir_domain_get_catchall(c, argv[0], who, err, sizeof(err)) < 0)
+            return fail(err);
+        if (json_out)
+            return print_json(
+                json_pack("{s:s,s:s?}", "domain", argv[0], "catchall", *who ? who : NULL));
+        printf("catch-all of %s: %s\n", argv[0], *who ? who : "none");
+        return EXIT_OK;
+    }
+    if (argc != 2)
+        return usage(stderr), EXIT_USAGE;
+    bool none = !strcmp(argv[1], "--none");
+    if (!none && !strncmp(argv[1], "--", 2))
+        return usage(stderr), EXIT_USAGE;
+    if (dir_domain_set_catchall(c, argv[0], none ? NULL : argv[1], err, sizeof(err)) < 0)
+        return fail(err);
+    if (none)
+        snprintf(msg, sizeof(msg), "catch-all of %s removed", argv[0]);
+    else
+        snprintf(msg, sizeof(msg), "catch-all of %s set to %s", argv[0], argv[1]);
+    return ok_msg(msg);
+}
+
+/* ---- alias ---- */
+
+static int alias_collect(const char *alias, void *ctx)
+{
+    json_array_append_new(ctx, json_string(alias));
+    return 0;
+}
+
+static int cmd_alias(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc == 3 && !strcmp(argv[0], "add")) {
+        if (dir_alias_add(c, argv[1], argv[2], err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "alias %s added for %s", argv[1], argv[2]);
+        return ok_msg(msg);
+    }
+    if (argc == 2 && !strcmp(argv[0], "remove")) {
+        if (dir_alias_remove(c, argv[1], err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "alias %s removed", argv[1]);
+        return ok_msg(msg);
+    }
+    if (argc == 2 && !strcmp(argv[0], "list")) {
+        json_t *a = json_array();
+        if (dir_alias_list(c, argv[1], alias_collect, a, err, sizeof(err)) < 0) {
+            json_decref(a);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(a);
+        print_list(a);
+        json_decref(a);
+        return EXIT_OK;
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+/* ---- forward ---- */
+
+static int cmd_forward(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc < 2)
+        return usage(stderr), EXIT_USAGE;
+    const char *verb = argv[0];
+    if (!strcmp(verb, "set")) {
+        static const char *const flags[] = {"--keep-copy", NULL};
+        /* One more slot than allowed, so that too many targets reach the
+         * storage check and its message. */
+        char *pos[DIR_FORWARD_MAX + 2];
+        int n = split_args(argc - 1, argv + 1, flags, NULL, pos, DIR_FORWARD_MAX + 2);
+        if (n < 0 && argc - 1 > DIR_FORWARD_MAX + 2)
+            return fail("too many forward targets (at most 32)");
+        if (n < 2)
+            return usage(stderr), EXIT_USAGE;
+        bool keep = opt_flag(argc - 1, argv + 1, "--keep-copy");
+        if (dir_forward_set(c, pos[0], (const char *const *)(pos + 1), (size_t)(n - 1), keep, err,
+                            sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s forwarded to %d address%s%s", pos[0], n - 1,
+                 n - 1 == 1 ? "" : "es", keep ? ", keeping a copy" : "");
+        return ok_msg(msg);
+    }
+    if (argc != 2)
+        return usage(stderr), EXIT_USAGE;
+    if (!strcmp(verb, "clear")) {
+        if (dir_forward_clear(c, argv[1], err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "forwarding of %s cleared", argv[1]);
+        return ok_msg(msg);
+    }
+    if (!strcmp(verb, "show")) {
+        struct dir_forward *f = malloc(sizeof *f);
+        if (f == NULL)
+            return fail("out of memory");
+        if (dir_forward_get(c, argv[1], f, err, sizeof(err)) < 0) {
+            free(f);
+            return fail(err);
+        }
+        json_t *t = json_array();
+        for (size_t i = 0; i < f->n; i++)
+            json_array_append_new(t, json_string(f->targets[i]));
+        bool keep = f->keep_copy;
+        free(f);
+        if (json_out)
+            return print_json(
+                json_pack("{s:s,s:b,s:o}", "address", argv[1], "keep_copy", keep, "targets", t));
+        if (json_array_size(t) == 0) {
+            printf("%s is not forwarded\n", argv[1]);
+        } else {
+            printf("%s is forwarded%s to:\n", argv[1], keep ? " (keeping a copy)" : "");
+            print_list(t);
+        }
+        json_decref(t);
+        return EXIT_OK;
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+/* ---- group ---- */
+
+static int member_collect(const char *kind, const char *name, void *ctx)
+{
+    json_array_append_new(ctx, json_pack("{s:s,s:s}", "kind", kind, "name", name));
+    return 0;
+}
+
+static int cmd_group(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc < 2)
+        return usage(stderr), EXIT_USAGE;
+    const char *verb = argv[0];
+    char *pos[4];
+    if (!strcmp(verb, "add") || !strcmp(verb, "set")) {
+        static const char *const add_vals[] = {"--name", "--deliver", NULL};
+        static const char *const set_vals[] = {"--deliver", NULL};
+        bool add = !strcmp(verb, "add");
+        int n = split_args(argc - 1, argv + 1, NULL, add ? add_vals : set_vals, pos, 1);
+        const char *deliver = opt_value(argc - 1, argv + 1, "--deliver");
+        if (n != 1 || (!add && deliver == NULL))
+            return usage(stderr), EXIT_USAGE;
+        int rc = add ? dir_group_add(c, pos[0], opt_value(argc - 1, argv + 1, "--name"), deliver,
+                                     err, sizeof(err))
+                     : dir_group_set_deliver(c, pos[0], deliver, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        if (add)
+            snprintf(msg, sizeof(msg), "group %s added", pos[0]);
+        else
+            snprintf(msg, sizeof(msg), "mail to group %s now goes to its %s", pos[0],
+                     !strcmp(deliver, "folder") ? "shared folder" : "members");
+        return ok_msg(msg);
+    }
+    if (!strcmp(verb, "member")) {
+        static const char *const vals[] = {"--kind", NULL};
+        int n = split_args(argc - 1, argv + 1, NULL, vals, pos, 3);
+        if (n != 3 || (strcmp(pos[0], "add") && strcmp(pos[0], "remove")))
+            return usage(stderr), EXIT_USAGE;
+        const char *kind = opt_value(argc - 1, argv + 1, "--kind");
+        bool add = !strcmp(pos[0], "add");
+        int rc = add ? dir_group_member_add(c, pos[1], pos[2], kind, err, sizeof(err))
+                     : dir_group_member_remove(c, pos[1], pos[2], kind, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s %s %s", pos[2], add ? "added to" : "removed from", pos[1]);
+        return ok_msg(msg);
+    }
+    if (!strcmp(verb, "members")) {
+        static const char *const flags[] = {"--expand", NULL};
+        int n = split_args(argc - 1, argv + 1, flags, NULL, pos, 1);
+        if (n != 1)
+            return usage(stderr), EXIT_USAGE;
+        bool expand = opt_flag(argc - 1, argv + 1, "--expand");
+        json_t *a = json_array();
+        int rc = expand ? dir_group_expand(c, pos[0], account_collect, a, err, sizeof(err))
+                        : dir_group_member_list(c, pos[0], member_collect, a, err, sizeof(err));
+        if (rc < 0) {
+            json_decref(a);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(a);
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v)
+        {
+            if (expand)
+                printf("%s%s\n", json_string_value(json_object_get(v, "address")),
+                       json_is_true(json_object_get(v, "disabled")) ? " (disabled)" : "");
+            else
+                printf("%-8s %s\n", json_string_value(json_object_get(v, "kind")),
+                       json_string_value(json_object_get(v, "name")));
+        }
+        json_decref(a);
+        return EXIT_OK;
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+/* ---- resource ---- */
+
+static int manager_collect(const struct dir_account *a, void *ctx)
+{
+    json_array_append_new(ctx, json_string(a->address));
+    return 0;
+}
+
+static int cmd_resource(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc < 2)
+        return usage(stderr), EXIT_USAGE;
+    const char *verb = argv[0];
+    char *pos[4];
+    if (!strcmp(verb, "add") || !strcmp(verb, "set")) {
+        static const char *const add_vals[] = {"--type", "--name", "--booking", NULL};
+        static const char *const set_vals[] = {"--type", "--booking", NULL};
+        bool add = !strcmp(verb, "add");
+        int n = split_args(argc - 1, argv + 1, NULL, add ? add_vals : set_vals, pos, 1);
+        const char *type = opt_value(argc - 1, argv + 1, "--type");
+        const char *booking = opt_value(argc - 1, argv + 1, "--booking");
+        if (n != 1 || (!add && type == NULL && booking == NULL))
+            return usage(stderr), EXIT_USAGE;
+        int rc = add ? dir_resource_add(c, pos[0], type, booking,
+                                        opt_value(argc - 1, argv + 1, "--name"), err, sizeof(err))
+                     : dir_resource_set(c, pos[0], type, booking, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "resource %s %s", pos[0], add ? "added" : "changed");
+        return ok_msg(msg);
+    }
+    if (argc == 2 && !strcmp(verb, "show")) {
+        struct dir_resource r;
+        if (dir_resource_get(c, argv[1], &r, err, sizeof(err)) < 0)
+            return fail(err);
+        json_t *m = json_array();
+        if (dir_resource_manager_list(c, argv[1], manager_collect, m, err, sizeof(err)) < 0) {
+            json_decref(m);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(json_pack("{s:s,s:s,s:s,s:o}", "address", argv[1], "type", r.type,
+                                        "booking", r.booking, "managers", m));
+        printf("resource: %s\ntype:     %s\nbooking:  %s\nmanagers:", argv[1], r.type, r.booking);
+        size_t i;
+        json_t *v;
+        json_array_foreach(m, i, v) printf(" %s", json_string_value(v));
+        printf("%s\n", json_array_size(m) == 0 ? " none" : "");
+        json_decref(m);
+        return EXIT_OK;
+    }
+    if (argc == 4 && !strcmp(verb, "manager") &&
+        (!strcmp(argv[1], "add") || !strcmp(argv[1], "remove"))) {
+        bool add = !strcmp(argv[1], "add");
+        int rc = add ? dir_resource_manager_add(c, argv[2], argv[3], err, sizeof(err))
+                     : dir_resource_manager_remove(c, argv[2], argv[3], err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s %s manager of %s", argv[3],
+                 add ? "is now a" : "is no longer a", argv[2]);
+        return ok_msg(msg);
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+/* ---- quota ---- */
+
+/* Reads option name as a limit into *v_r (QUOTA_KEEP when absent). Returns
+ * 0, or -1 with the reason in err. */
+static int limit_opt(int argc, char **argv, const char *name, bool sizes, bool inherit,
+                     long long *v_r, char *err, size_t errlen)
+{
+    const char *s = opt_value(argc, argv, name);
+    *v_r = QUOTA_KEEP;
+    if (s == NULL)
+        return 0;
+    char why[256];
+    if (quota_parse(s, sizes, inherit, v_r, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", name, why);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *limit_json(long long v)
+{
+    return v == QUOTA_INHERIT ? json_null() : json_integer((json_int_t)v);
+}
+
+static const char *limit_text(long long v, char buf[32])
+{
+    if (v == QUOTA_INHERIT)
+        return "inherit";
+    if (v == 0)
+        return "unlimited";
+    snprintf(buf, 32, "%lld", v);
+    return buf;
+}
+
+static int quota_show(PGconn *c, const char *level, const char *name)
+{
+    char err[1024], b1[32], b2[32];
+    if (!strcmp(level, "account")) {
+        struct quota_info q;
+        if (quota_get(c, name, &q, err, sizeof(err)) < 0)
+            return fail(err);
+        if (json_out)
+            return print_json(json_pack(
+                "{s:s,s:{s:I,s:s,s:I},s:{s:I,s:s,s:I},s:{s:I,s:I,s:I,s:I}}", "address", q.address,
+                "bytes", "limit", (json_int_t)q.bytes_limit, "from",
+                quota_source_name(q.bytes_from), "used", (json_int_t)q.bytes_used, "messages",
+                "limit", (json_int_t)q.messages_limit, "from", quota_source_name(q.messages_from),
+                "used", (json_int_t)q.messages_used, "domain", "bytes_limit",
+                (json_int_t)q.domain_bytes_limit, "messages_limit",
+                (json_int_t)q.domain_messages_limit, "bytes_used", (json_int_t)q.domain_bytes_used,
+                "messages_used", (json_int_t)q.domain_messages_used));
+        printf("account:  %s\nbytes:    %lld used, limit %s (%s)\nmessages: %lld used, limit %s "
+               "(%s)\n",
+               q.address, q.bytes_used, limit_text(q.bytes_limit, b1),
+               quota_source_name(q.bytes_from), q.messages_used, limit_text(q.messages_limit, b2),
+               quota_source_name(q.messages_from));
+        printf("domain:   %lld bytes of %s, ", q.domain_bytes_used,
+               limit_text(q.domain_bytes_limit, b1));
+        printf("%lld messages of %s\n", q.domain_messages_used,
+               limit_text(q.domain_messages_limit, b2));
+        return EXIT_OK;
+    }
+    if (!strcmp(level, "domain")) {
+        struct quota_domain_info q;
+        if (quota_get_domain(c, name, &q, err, sizeof(err)) < 0)
+            return fail(err);
+        if (json_out)
+            return print_json(
+                json_pack("{s:s,s:I,s:I,s:o,s:o,s:I,s:I}", "domain", q.domain, "bytes_limit",
+                          (json_int_t)q.bytes_limit, "messages_limit", (json_int_t)q.messages_limit,
+                          "account_bytes", limit_json(q.account_bytes), "account_messages",
+                          limit_json(q.account_messages), "bytes_used", (json_int_t)q.bytes_used,
+                          "messages_used", (json_int_t)q.messages_used));
+        printf("domain:   %s\ntotal:    %lld bytes used of %s, ", q.domain, q.bytes_used,
+               limit_text(q.bytes_limit, b1));
+        printf("%lld messages used of %s\n", q.messages_used, limit_text(q.messages_limit, b2));
+        printf("default per account: %s bytes, ", limit_text(q.account_bytes, b1));
+        printf("%s messages\n", limit_text(q.account_messages, b2));
+        return EXIT_OK;
+    }
+    struct quota_server_info q;
+    if (quota_get_server(c, &q, err, sizeof(err)) < 0)
+        return fail(err);
+    if (json_out)
+        return print_json(json_pack("{s:I,s:I}", "account_bytes", (json_int_t)q.account_bytes,
+                                    "account_messages", (json_int_t)q.account_messages));
+    printf("default per account: %s bytes, ", limit_text(q.account_bytes, b1));
+    printf("%s messages\n", limit_text(q.account_messages, b2));
+    return EXIT_OK;
+}
+
+static int cmd_quota(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc < 2)
+        return usage(stderr), EXIT_USAGE;
+    const char *verb = argv[0], *level = argv[1];
+    bool server = !strcmp(level, "server");
+    if (!server && strcmp(level, "domain") && strcmp(level, "account"))
+        return usage(stderr), EXIT_USAGE;
+    int first = server ? 2 : 3; /* where the options start */
+    if (argc < first)
+        return usage(stderr), EXIT_USAGE;
+    const char *name = server ? NULL : argv[2];
+    if (!strcmp(verb, "show")) {
+        if (argc != first)
+            return usage(stderr), EXIT_USAGE;
+        return quota_show(c, level, name);
+    }
+    if (strcmp(verb, "set"))
+        return usage(stderr), EXIT_USAGE;
+    int oc = argc - first;
+    char **ov = argv + first;
+    static const char *const flags[] = {"--force", NULL};
+    static const char *const vals[] = {"--bytes", "--messages", NULL};
+    static const char *const domain_vals[] = {"--bytes", "--messages", "--account-bytes",
+                                              "--account-messages", NULL};
+    bool domain = !strcmp(level, "domain");
+    if (check_options(oc, ov, flags, domain ? domain_vals : vals) < 0)
+        return usage(stderr), EXIT_USAGE;
+    bool inherit = !strcmp(level, "account");
+    long long b, m, ab = QUOTA_KEEP, am = QUOTA_KEEP;
+    if (limit_opt(oc, ov, "--bytes", true, inherit, &b, err, sizeof(err)) < 0 ||
+        limit_opt(oc, ov, "--messages", false, inherit, &m, err, sizeof(err)) < 0 ||
+        limit_opt(oc, ov, "--account-bytes", true, true, &ab, err, sizeof(err)) < 0 ||
+        limit_opt(oc, ov, "--account-messages", false, true, &am, err, sizeof(err)) < 0)
+        return fail(err);
+    if (b == QUOTA_KEEP && m == QUOTA_KEEP && ab == QUOTA_KEEP && am == QUOTA_KEEP)
+        return usage(stderr), EXIT_USAGE;
+    bool force = opt_flag(oc, ov, "--force");
+    int rc = server   ? quota_set_server(c, b, m, force, err, sizeof(err))
+             : domain ? quota_set_domain(c, name, b, m, ab, am, force, err, sizeof(err))
+                      : quota_set_account(c, name, b, m, force, err, sizeof(err));
+    if (rc < 0)
+        return fail(err);
+    snprintf(msg, sizeof(msg), "quota of %s%s%s changed", level, name ? " " : "", name ? name : "");
+    return ok_msg(msg);
+}
+
+/* ---- policy ---- */
+
+static int cmd_policy(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc < 3 || (strcmp(argv[1], "domain") && strcmp(argv[1], "account")))
+        return usage(stderr), EXIT_USAGE;
+    bool domain = !strcmp(argv[1], "domain");
+    const char *name = argv[2];
+    if (argc == 5 && !strcmp(argv[0], "set")) {
+        enum policy_state st;
+        if (policy_service_check(argv[3], err, sizeof(err)) < 0 ||
+            policy_state_parse(argv[4], &st, err, sizeof(err)) < 0)
+            return fail(err);
+        int rc = domain ? policy_set_domain(c, name, argv[3], st, err, sizeof(err))
+                        : policy_set_account(c, name, argv[3], st, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s for %s %s: %s", argv[3], argv[1], name, argv[4]);
+        return ok_msg(msg);
+    }
+    if (argc == 3 && !strcmp(argv[0], "show")) {
+        struct policy_service ps[POLICY_SERVICE_COUNT];
+        int rc = domain ? policy_get_domain(c, name, ps, err, sizeof(err))
+                        : policy_get_account(c, name, ps, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        json_t *a = json_array();
+        for (int i = 0; i < POLICY_SERVICE_COUNT; i++) {
+            json_t *o = json_pack("{s:s,s:s,s:b}", "service", ps[i].service, "domain",
+                                  policy_state_name(ps[i].domain), "allowed", ps[i].allowed);
+            if (!domain)
+                json_object_set_new(o, "account", json_string(policy_state_name(ps[i].account)));
+            json_array_append_new(a, o);
+        }
+        if (json_out)
+            return print_json(a);
+        if (domain)
+            printf("%-11s %-9s %s\n", "SERVICE", "DOMAIN", "ALLOWED");
+        else
+            printf("%-11s %-9s %-9s %s\n", "SERVICE", "DOMAIN", "ACCOUNT", "ALLOWED");
+        for (int i = 0; i < POLICY_SERVICE_COUNT; i++) {
+            const char *dom = policy_state_name(ps[i].domain), *yes = ps[i].allowed ? "yes" : "no";
+            if (domain)
+                printf("%-11s %-9s %s\n", ps[i].service, dom, yes);
+            else
+                printf("%-11s %-9s %-9s %s\n", ps[i].service, dom, policy_state_name(ps[i].account),
+                       yes);
+        }
+        json_decref(a);
+        return EXIT_OK;
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+static int cmd_login_policy(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[256];
+    enum policy_login p;
+    if (argc == 2 && !strcmp(argv[0], "set")) {
+        if (policy_login_parse(argv[1], &p, err, sizeof(err)) < 0 ||
+            policy_login_set(c, p, err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "login policy set to %s", policy_login_name(p));
+        return ok_msg(msg);
+    }
+    if (argc == 1 && !strcmp(argv[0], "show")) {
+        if (policy_login_get(c, &p, err, sizeof(err)) < 0)
+            return fail(err);
+        if (json_out)
+            return print_json(json_pack("{s:s}", "login_policy", policy_login_name(p)));
+        printf("%s\n", policy_login_name(p));
+        return EXIT_OK;
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
 /* ---- cluster ---- */
 
 static int cmd_cluster(PGconn *c, int argc, char **argv)
@@ -394,8 +998,13 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[optind];
-    if (strcmp(cmd, "db") && strcmp(cmd, "domain") && strcmp(cmd, "account") &&
-        strcmp(cmd, "cluster")) {
+    static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
+                                           "alias", "forward", "group",        "resource",
+                                           "quota", "policy",  "login-policy", NULL};
+    bool known = false;
+    for (const char *const *k = commands; *k && !known; k++)
+        known = !strcmp(cmd, *k);
+    if (!known) {
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -422,6 +1031,20 @@ int main(int argc, char **argv)
         rc = cmd_domain(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "cluster"))
         rc = cmd_cluster(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "alias"))
+        rc = cmd_alias(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "forward"))
+        rc = cmd_forward(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "group"))
+        rc = cmd_group(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "resource"))
+        rc = cmd_resource(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "quota"))
+        rc = cmd_quota(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "policy"))
+        rc = cmd_policy(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "login-policy"))
+        rc = cmd_login_policy(c, sub_argc, sub_argv);
     else
         rc = cmd_account(c, sub_argc, sub_argv);
     PQfinish(c);
