@@ -21,6 +21,7 @@
  * Every write ends with dircache_directory_changed() once committed.
  */
 #include "storage/directory.h"
+#include "storage/folders.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -592,6 +593,17 @@ static int account_fields_check(const char *kind, const char *full_name, char *e
     return 0;
 }
 
+/* Every account starts with its default folder tree (INBOX, Sent, Calendar, ...),
+ * created in the same transaction: an account never exists without an INBOX. */
+static int default_folders(PGconn *c, long long account_id, char *err, size_t errlen)
+{
+    if (folders_create_defaults(c, account_id, "en") < 0) {
+        dir_set_err(err, errlen, "cannot create the default folders");
+        return -1;
+    }
+    return 0;
+}
+
 int dir_account_add(PGconn *c, const char *address, const char *kind, const char *password,
                     const char *full_name, bool is_admin, char *err, size_t errlen)
 {
@@ -624,7 +636,10 @@ int dir_account_add(PGconn *c, const char *address, const char *kind, const char
     const char *p[] = {dom, local, kind, full_name, hashp, scramp, is_admin ? "t" : "f"};
     if (dir_tx_begin(c, err, errlen) != 0)
         return -1;
-    int rc = account_insert(c, key, p, NULL, err, errlen);
+    long long id;
+    int rc = account_insert(c, key, p, &id, err, errlen);
+    if (rc == 0)
+        rc = default_folders(c, id, err, errlen);
     return dir_tx_end(c, rc, true, err, errlen);
 }
 
@@ -644,7 +659,13 @@ int dir_account_create(PGconn *c, const char *address, const char *kind, const c
     char key[DIR_ADDRESS_SIZE];
     snprintf(key, sizeof key, "%s@%s", lower, dom);
     const char *p[] = {dom, local, kind, full_name, NULL, NULL, "f"};
-    return account_insert(c, key, p, id_r, err, errlen);
+    long long id;
+    int rc = account_insert(c, key, p, &id, err, errlen);
+    if (rc == 0)
+        rc = default_folders(c, id, err, errlen);
+    if (rc == 0 && id_r != NULL)
+        *id_r = id;
+    return rc;
 }
 
 /* Runs an UPDATE or DELETE on the account named by $1 (lower-cased local

@@ -198,6 +198,16 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* An account without the default tree dir_account_add gives it. */
+static long long bare_account(const char *address)
+{
+    long long id = add_account(address);
+    char ids[24];
+    snprintf(ids, sizeof ids, "%lld", id);
+    sql1(conn, "DELETE FROM folders WHERE account_id = $1", ids, NULL);
+    return id;
+}
+
 /* Every test starts from empty tables with two accounts. */
 static int setup(void **state)
 {
@@ -207,7 +217,24 @@ static int setup(void **state)
     assert_int_equal(dir_domain_add(conn, "example.com", err, sizeof err), 0);
     alice = add_account("alice@example.com");
     bob = add_account("bob@example.com");
+    /* dir_account_add gives every account its default tree; these tests build
+     * trees themselves, so they start from accounts without folders. */
+    sql1(conn, "DELETE FROM folders", NULL, NULL);
+    sql1(conn, "DELETE FROM tombstones", NULL, NULL);
+    sql1(conn, "UPDATE accounts SET modseq = 0, uidvalidity_last = 0", NULL, NULL);
     return 0;
+}
+
+/* A new account has its default tree from the start. */
+static void test_account_add_creates_defaults(void **state)
+{
+    long long carol = add_account("carol@example.com");
+    struct folder f;
+    assert_int_equal(folders_find_role(conn, carol, FOLDER_ROLE_INBOX, &f), 0);
+    assert_string_equal(f.path, "INBOX");
+    assert_int_equal(folders_find_role(conn, carol, FOLDER_ROLE_EVENTS, &f), 0);
+    assert_int_equal(f.kind, FOLDER_KIND_EVENTS);
+    assert_int_equal(folders_create_defaults(conn, carol, "en"), 0); /* nothing left to make */
 }
 
 /* ---- names and paths ---- */
@@ -420,7 +447,7 @@ static void test_defaults_localised(void **state)
     assert_int_equal(folders_find_path(conn, bob, "Kalender", &f), 0);
     assert_int_equal(f.role, FOLDER_ROLE_EVENTS);
 
-    long long carol = add_account("carol@example.com");
+    long long carol = bare_account("carol@example.com");
     assert_int_equal(folders_create_defaults(conn, carol, "FR_fr.UTF-8"), 12);
     assert_int_equal(folders_find_role(conn, carol, FOLDER_ROLE_SENT, &f), 0);
     assert_string_equal(f.name, "Envoy\xc3\xa9s");
@@ -430,15 +457,15 @@ static void test_defaults_localised(void **state)
     assert_string_equal(f.name, "Calendrier");
 
     /* Unknown or missing language: English. */
-    long long dave = add_account("dave@example.com");
+    long long dave = bare_account("dave@example.com");
     assert_int_equal(folders_create_defaults(conn, dave, "xx-YY"), 12);
     assert_int_equal(folders_find_role(conn, dave, FOLDER_ROLE_JUNK, &f), 0);
     assert_string_equal(f.name, "Junk");
-    long long erin = add_account("erin@example.com");
+    long long erin = bare_account("erin@example.com");
     assert_int_equal(folders_create_defaults(conn, erin, NULL), 12);
     assert_int_equal(folders_find_role(conn, erin, FOLDER_ROLE_EVENTS, &f), 0);
     assert_string_equal(f.name, "Calendar");
-    long long finn = add_account("finn@example.com");
+    long long finn = bare_account("finn@example.com");
     assert_int_equal(folders_create_defaults(conn, finn, "deutsch-but-longer-than-a-tag"), 12);
     assert_int_equal(folders_find_role(conn, finn, FOLDER_ROLE_EVENTS, &f), 0);
     assert_string_equal(f.name, "Calendar");
@@ -1145,6 +1172,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_path_check),
+        cmocka_unit_test_setup(test_account_add_creates_defaults, setup),
         cmocka_unit_test_setup(test_defaults, setup),
         cmocka_unit_test_setup(test_defaults_localised, setup),
         cmocka_unit_test_setup(test_defaults_existing, setup),
