@@ -27,6 +27,8 @@
 
 #include "cluster/bus.h"
 #include "cluster/cluster.h"
+#include "proto/bus/bus.pb-c.h"
+#include "storage/dircache.h"
 #include "node/conn_internal.h"
 #include "node/log.h"
 #include "node/loop.h"
@@ -441,8 +443,35 @@ static int start_cluster(const struct config *cfg, char *err, size_t errlen)
     return cluster_start(&cc, err, errlen);
 }
 
+/* Directory caches: a write on this node drops the local cache and tells the
+ * others; a message from another node drops ours (without echoing it back). */
+static void directory_changed_here(void)
+{
+    bus_publish_invalidate(FLOE__BUS__INVALIDATE__SCOPE__DIRECTORY, "");
+}
+
+static void on_invalidate(enum bus_channel ch, const uint8_t *data, size_t len, void *arg)
+{
+    Floe__Bus__Envelope *env = floe__bus__envelope__unpack(NULL, len, data);
+    if (!env)
+        return;
+    struct runtime *rt = runtime_get();
+    bool mine = !strcmp(env->origin_node, rt->cfg->node_id);
+    runtime_put(&rt);
+    if (!mine && env->body_case == FLOE__BUS__ENVELOPE__BODY_INVALIDATE &&
+        env->invalidate->scope == FLOE__BUS__INVALIDATE__SCOPE__DIRECTORY) {
+        if (*env->invalidate->key)
+            dircache_invalidate(env->invalidate->key);
+        else
+            dircache_invalidate_all();
+    }
+    floe__bus__envelope__free_unpacked(env, NULL);
+}
+
 static int start_bus(const struct config *cfg, char *err, size_t errlen)
 {
+    dircache_set_invalidation_hook(directory_changed_here);
+    bus_subscribe(BUS_INVALIDATE, on_invalidate, NULL);
     struct bus_config bc = {
         .url = cfg->redis_url,
         .node_id = cfg->node_id,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from floe_harness import free_port, run_floed, render_config
+from floe_harness import free_port, pg_url, run_floed, render_config
 
 
 def http_get(sock, path="/healthz"):
@@ -417,3 +417,15 @@ def test_service_connection_limit(node_factory):
     time.sleep(0.3)
     with socket.create_connection(("127.0.0.1", n.admin_port), timeout=5) as s:
         assert http_get(s)[0].startswith(b"HTTP/1.1 200")
+
+
+def test_multi_host_database_url(node_factory, tmp_path):
+    """libpq tries the hosts in turn and keeps the one that accepts writes, so a
+    promoted replica is found without changing the configuration."""
+    m = re.search(r"host=(\S+)", pg_url())
+    url = re.sub(r"host=\S+", f"host={tmp_path}/no-such-server,{m.group(1)}", pg_url())
+    url += " target_session_attrs=read-write"
+    n = node_factory({"database": {"url": url}})
+    r = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{n.admin_port}/readyz"],
+                       capture_output=True, text=True)
+    assert r.stdout == "ready\n", r.stdout + r.stderr
