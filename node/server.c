@@ -27,6 +27,7 @@
 
 #include "cluster/bus.h"
 #include "cluster/cluster.h"
+#include "cluster/scheduler.h"
 #include "proto/bus/bus.pb-c.h"
 #include "storage/dircache.h"
 #include "node/conn_internal.h"
@@ -397,6 +398,7 @@ static void reload(void)
     runtime_put(&prev);
     runtime_put(&old);
     log_write("system", LOG_SUMMARY, NULL, NULL, "configuration and certificates reloaded");
+    scheduler_event("settings_changed");
 }
 
 static void on_hup(uv_signal_t *s, int signum)
@@ -466,6 +468,16 @@ static void on_invalidate(enum bus_channel ch, const uint8_t *data, size_t len, 
             dircache_invalidate_all();
     }
     floe__bus__envelope__free_unpacked(env, NULL);
+}
+
+static int start_scheduler(const struct config *cfg, char *err, size_t errlen)
+{
+    struct scheduler_config sc = {
+        .node_id = cfg->node_id,
+        .db_url = cfg->db_url,
+        .log = cluster_log,
+    };
+    return scheduler_start(&sc, err, errlen);
 }
 
 static int start_bus(const struct config *cfg, char *err, size_t errlen)
@@ -598,6 +610,7 @@ int server_run(struct config *cfg)
     }
 
     if ((*cfg->db_url && start_cluster(cfg, err, sizeof(err)) < 0) ||
+        (*cfg->db_url && start_scheduler(cfg, err, sizeof(err)) < 0) ||
         (*cfg->redis_url && start_bus(cfg, err, sizeof(err)) < 0)) {
         fprintf(stderr, "floed: %s\n", err);
         cleanup();
@@ -625,11 +638,13 @@ int server_run(struct config *cfg)
     }
     log_write("system", LOG_SUMMARY, NULL, NULL, "node %s started (%u I/O threads, %u workers)",
               cfg->node_id, nloops, cfg->workers);
+    scheduler_event("server_started");
 
     uv_run(main_loop, UV_RUN_DEFAULT);
 
     for (unsigned i = 0; i < nloops; i++)
         loop_join(loops[i]);
+    scheduler_stop(); /* runs the server_stopped actions */
     cluster_stop();
     bus_stop();
     uv_close((uv_handle_t *)&loops_done_async, NULL);

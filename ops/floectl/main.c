@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cluster/cluster.h"
+#include "cluster/scheduler.h"
 #include "node/config.h"
 #include "storage/aliases.h"
 #include "storage/db.h"
@@ -57,6 +58,12 @@ static void usage(FILE *f)
             "      (services: imap pop3 smtp activesync dav syncml)\n"
             "  login-policy set full_address|local_part_when_unambiguous | login-policy show\n"
             "  cluster status | cluster master pin NODE | cluster master unpin\n"
+            "  task add NAME --schedule CRON [--every-node] [--timeout S]\n"
+            "           (command CMD | url URL | builtin tombstone_purge [DAYS])\n"
+            "  task list | task runs NAME | task remove NAME\n"
+            "  event add NAME server_started|server_stopped|settings_changed [--master-only]\n"
+            "           (command CMD | url URL)\n"
+            "  event list | event remove NAME\n"
             "  cluster master stepdown\n"
             "The password may also come from the environment variable FLOE_PASSWORD.\n");
 }
@@ -910,6 +917,113 @@ static int cmd_login_policy(PGconn *c, int argc, char **argv)
 
 /* ---- cluster ---- */
 
+/* ---- tasks and events ---- */
+
+/* Prints a query's rows: JSON objects named by the columns, or tab-separated. */
+static int print_rows(PGconn *c, const char *sql, int n, const char *const *p)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char err[512];
+        db_set_error(err, sizeof(err), c, r, "query failed");
+        PQclear(r);
+        return fail(err);
+    }
+    json_t *a = json_array();
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *o = json_object();
+        for (int f = 0; f < PQnfields(r); f++) {
+            if (json_out)
+                json_object_set_new(o, PQfname(r, f),
+                                    PQgetisnull(r, i, f) ? json_null()
+                                                         : json_string(PQgetvalue(r, i, f)));
+            else
+                printf("%s%s", f ? "\t" : "", PQgetvalue(r, i, f));
+        }
+        if (!json_out)
+            putchar('\n');
+        json_array_append_new(a, o);
+    }
+    PQclear(r);
+    if (json_out)
+        return print_json(a);
+    json_decref(a);
+    return EXIT_OK;
+}
+
+static int cmd_task(PGconn *c, bool event, int argc, char **argv)
+{
+    char err[1024], msg[256];
+    const char *what = event ? "event" : "task";
+    if (argc == 1 && !strcmp(argv[0], "list"))
+        return print_rows(c,
+                          event ? "SELECT name, event, master_only, action, target, enabled"
+                                  " FROM events ORDER BY name"
+                                : "SELECT name, schedule, master_only, action, target, enabled"
+                                  " FROM tasks ORDER BY name",
+                          0, NULL);
+    if (!event && argc == 2 && !strcmp(argv[0], "runs")) {
+        const char *p[] = {argv[1]};
+        return print_rows(c,
+                          "SELECT to_char(r.slot AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                          " AS slot, r.ran_on, r.epoch, r.status, r.output FROM task_runs r"
+                          " JOIN tasks t ON t.id = r.task_id WHERE t.name = $1"
+                          " ORDER BY r.slot DESC, r.ran_on LIMIT 50",
+                          1, p);
+    }
+    if (argc == 2 && !strcmp(argv[0], "remove")) {
+        int rc = event ? scheduler_event_remove(c, argv[1], err, sizeof(err))
+                       : scheduler_task_remove(c, argv[1], err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s %s removed", what, argv[1]);
+        return ok_msg(msg);
+    }
+    if (argc >= 2 && !strcmp(argv[0], "add")) {
+        const char *name = argv[1], *schedule = NULL, *ev = NULL, *action = NULL;
+        bool every_node = false, master_only = false;
+        int timeout = 0;
+        char target[4096] = "";
+        int i = 2;
+        if (event && i < argc)
+            ev = argv[i++];
+        for (; i < argc && !action; i++) {
+            if (!event && !strcmp(argv[i], "--schedule") && i + 1 < argc)
+                schedule = argv[++i];
+            else if (!event && !strcmp(argv[i], "--every-node"))
+                every_node = true;
+            else if (event && !strcmp(argv[i], "--master-only"))
+                master_only = true;
+            else if (!event && !strcmp(argv[i], "--timeout") && i + 1 < argc)
+                timeout = atoi(argv[++i]);
+            else if (!strcmp(argv[i], "command") || !strcmp(argv[i], "url") ||
+                     (!event && !strcmp(argv[i], "builtin")))
+                action = argv[i];
+            else
+                return usage(stderr), EXIT_USAGE;
+        }
+        /* the rest of the line is the target (a command may have spaces) */
+        for (size_t used = 0; i < argc; i++) {
+            int n = snprintf(target + used, sizeof(target) - used, "%s%s", used ? " " : "",
+                             argv[i]);
+            if (n < 0 || (size_t)n >= sizeof(target) - used)
+                return fail("target too long");
+            used += (size_t)n;
+        }
+        if (!action || !*target || (!event && !schedule) || (event && !ev))
+            return usage(stderr), EXIT_USAGE;
+        int rc = event ? scheduler_event_add(c, name, ev, master_only, action, target, err,
+                                             sizeof(err))
+                       : scheduler_task_add(c, name, schedule, !every_node, action, target,
+                                            timeout, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s %s added", what, name);
+        return ok_msg(msg);
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
 static int cmd_cluster(PGconn *c, int argc, char **argv)
 {
     char err[1024], msg[256];
@@ -1000,7 +1114,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[optind];
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
-                                           "quota", "policy",  "login-policy", NULL};
+                                           "quota", "policy",  "login-policy", "task",
+                                           "event", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1031,6 +1146,8 @@ int main(int argc, char **argv)
         rc = cmd_domain(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "cluster"))
         rc = cmd_cluster(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "task") || !strcmp(cmd, "event"))
+        rc = cmd_task(c, !strcmp(cmd, "event"), sub_argc, sub_argv);
     else if (!strcmp(cmd, "alias"))
         rc = cmd_alias(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "forward"))

@@ -20,6 +20,8 @@ class Cluster:
         self.nodes = []
         self.ctl_config = tmp_path_factory.mktemp("ctl") / "floed.conf"
         self.ctl_config.write_text(f"[database]\nurl = {self.db}\n")
+        r = self.ctl("db", "migrate")
+        assert r.returncode == 0, r.stderr
 
     def add_node(self, index, sections=None, start=True):
         n = Node(self.tmp.mktemp(f"node{index}"), sections, node_id=f"node{index}",
