@@ -416,6 +416,24 @@ static int load_sections(struct config *cfg, char *err, size_t errlen)
         struct ini_entry *e = find(ini, "blob", "", "backend");
         return where(err, errlen, ini, e, "expected pg, fs or s3, got '%s'", cfg->blob_backend);
     }
+    if (get_str(ini, "blob", "", "s3_endpoint", "", &cfg->s3_endpoint) < 0 ||
+        get_str(ini, "blob", "", "s3_region", "", &cfg->s3_region) < 0 ||
+        get_str(ini, "blob", "", "s3_bucket", "", &cfg->s3_bucket) < 0 ||
+        get_str(ini, "blob", "", "s3_access_key", "", &cfg->s3_access_key) < 0 ||
+        get_str(ini, "blob", "", "s3_secret_key", "", &cfg->s3_secret_key) < 0 ||
+        get_str(ini, "blob", "", "s3_prefix", "", &cfg->s3_prefix) < 0 ||
+        get_bool(ini, "blob", "", "s3_path_style", true, &cfg->s3_path_style, err, errlen) < 0 ||
+        get_uint(ini, "blob", "", "s3_timeout", 30, 3600, &cfg->s3_timeout, err, errlen) < 0 ||
+        get_str(ini, "blob", "", "spool_dir", "", &cfg->blob_spool_dir) < 0 ||
+        get_size(ini, "blob", "max_size", 0, &cfg->blob_max_size, err, errlen) < 0)
+        return -1;
+    if (!strcmp(cfg->blob_backend, "fs") && cfg->blob_path[0] != '/')
+        return ERR("%s: [blob] backend fs needs an absolute path", cfg->path);
+    if (!strcmp(cfg->blob_backend, "s3") &&
+        (!*cfg->s3_endpoint || !*cfg->s3_bucket || !*cfg->s3_access_key || !*cfg->s3_secret_key))
+        return ERR("%s: [blob] backend s3 needs s3_endpoint, s3_bucket, s3_access_key and "
+                   "s3_secret_key",
+                   cfg->path);
 
     unsigned rot_days;
     if (get_str(ini, "log", "", "dir", "", &cfg->log_dir) < 0 ||
@@ -501,6 +519,24 @@ struct config *config_load(const char *path, int port_offset_override, char *err
     return cfg;
 }
 
+void config_blob(const struct config *cfg, struct blob_config *bc_r)
+{
+    *bc_r = (struct blob_config){
+        .backend = cfg->blob_backend,
+        .fs_path = cfg->blob_path,
+        .s3_endpoint = cfg->s3_endpoint,
+        .s3_region = *cfg->s3_region ? cfg->s3_region : NULL,
+        .s3_bucket = cfg->s3_bucket,
+        .s3_access_key = cfg->s3_access_key,
+        .s3_secret_key = cfg->s3_secret_key,
+        .s3_prefix = *cfg->s3_prefix ? cfg->s3_prefix : NULL,
+        .s3_path_style = cfg->s3_path_style,
+        .s3_timeout = cfg->s3_timeout,
+        .spool_dir = *cfg->blob_spool_dir ? cfg->blob_spool_dir : NULL,
+        .max_size = cfg->blob_max_size,
+    };
+}
+
 const struct service_config *config_service(const struct config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->nservices; i++)
@@ -523,6 +559,13 @@ void config_free(struct config **cfgp)
     free(cfg->redis_url);
     free(cfg->blob_backend);
     free(cfg->blob_path);
+    free(cfg->s3_endpoint);
+    free(cfg->s3_region);
+    free(cfg->s3_bucket);
+    free(cfg->s3_access_key);
+    free(cfg->s3_secret_key);
+    free(cfg->s3_prefix);
+    free(cfg->blob_spool_dir);
     free(cfg->log_dir);
     free(cfg->tls_min_version);
     free(cfg->tls_ciphers);

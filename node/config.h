@@ -14,6 +14,7 @@
 #include "node/access.h"
 #include "node/ini.h"
 #include "node/log.h"
+#include "storage/blob.h"
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_SERVICES 32
@@ -65,7 +66,12 @@ struct config {
     unsigned db_statement_timeout_ms;
     char *redis_url;
     char *blob_backend;
-    char *blob_path;
+    char *blob_path; /* fs */
+    char *s3_endpoint, *s3_region, *s3_bucket, *s3_access_key, *s3_secret_key, *s3_prefix;
+    bool s3_path_style;
+    unsigned s3_timeout;
+    char *blob_spool_dir;
+    size_t blob_max_size;
 
     char *log_dir;
     bool log_stderr;
@@ -93,6 +99,9 @@ struct config {
 struct config *config_load(const char *path, int port_offset_override, char *err, size_t errlen);
 void config_free(struct config **cfg);
 const struct service_config *config_service(const struct config *cfg, const char *name);
+/* The blob store settings of cfg (strings point into cfg). */
+struct blob_config;
+void config_blob(const struct config *cfg, struct blob_config *bc_r);
 
 /* Typed access to a service's own keys (for service_defaults.configure). Each marks the key used;
  * returns 0 (found or defaulted), -1 with message on a bad value. */

@@ -45,6 +45,7 @@ static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *current_rt;
 static atomic_bool stopping;
 static struct workers *workers;
+static struct blob_store *blobs;
 
 static struct io_loop **loops;
 static unsigned nloops;
@@ -79,6 +80,11 @@ void runtime_put(struct runtime **rtp)
 struct workers *server_workers(void)
 {
     return workers;
+}
+
+struct blob_store *server_blobs(void)
+{
+    return blobs;
 }
 
 bool server_stopping(void)
@@ -530,6 +536,7 @@ static void cleanup(void)
     loops = NULL;
     nloops = 0;
     workers_free(&workers);
+    blob_store_close(&blobs);
     pthread_mutex_lock(&rt_lock);
     struct runtime *rt = current_rt;
     current_rt = NULL;
@@ -578,9 +585,17 @@ int server_run(struct config *cfg)
         config_free(&cfg);
         return 2;
     }
+    struct blob_config bc;
+    config_blob(cfg, &bc);
+    if (*cfg->db_url && !(blobs = blob_store_open(&bc, err, sizeof(err)))) {
+        fprintf(stderr, "floed: blob store: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
     struct runtime *rt = runtime_build(cfg, err, sizeof(err));
     if (!rt) {
         fprintf(stderr, "floed: %s\n", err);
+        blob_store_close(&blobs);
         config_free(&cfg);
         return 2;
     }

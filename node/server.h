@@ -40,6 +40,8 @@ struct listener {
 
 /* The node's worker pool (NULL before start). */
 struct workers *server_workers(void);
+/* The node's blob store (NULL without a database). */
+struct blob_store *server_blobs(void);
 /* True once a stop has begun: listeners are closing, sessions are saying goodbye. */
 bool server_stopping(void);
 

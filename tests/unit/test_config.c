@@ -192,6 +192,9 @@ static void test_errors_name_line_and_key(void **state)
     expect_error("[tls]\nmin_version = 1.1\n", ":2: key 'min_version'");
     expect_error("[tls]\ndefault = nosuch\n", ":2: key 'default': no [certificate nosuch]");
     expect_error("[blob]\nbackend = tape\n", ":2: key 'backend'");
+    expect_error("[blob]\nbackend = fs\n", "backend fs needs an absolute path");
+    expect_error("[blob]\nbackend = s3\ns3_endpoint = http://x\n", "backend s3 needs");
+    expect_error("[blob]\ns3_timeout = soon\n", ":2: key 's3_timeout'");
     expect_error("[access]\nmode = allow\n", ":2: key 'mode': expected off, grant or deny");
     expect_error("[access]\nlist = 1.2.3\n", ":2: key 'list'");
     expect_error("[access]\nlist = [Nope]\n", "unknown pattern [Nope]");
