@@ -301,6 +301,10 @@ static int publish_envelope(enum bus_channel ch, Floe__Bus__Envelope *env)
     return bus_publish(ch, buf, len);
 }
 
+/* protobuf-c's generated INIT macros cast away const on its empty string. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcast-qual"
+
 int bus_publish_mailbox(long long account_id, long long folder_id, long long modseq, int kind)
 {
     Floe__Bus__MailboxChange mc = FLOE__BUS__MAILBOX_CHANGE__INIT;
@@ -329,6 +333,8 @@ int bus_publish_invalidate(int scope, const char *key)
     free(k);
     return rc;
 }
+
+#pragma GCC diagnostic pop
 
 /* ---- thread ---- */
 
