@@ -23,6 +23,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/cron.h"
+#include "storage/blobgc.h"
 #include "storage/changes.h"
 #include "storage/db.h"
 
@@ -34,6 +35,7 @@ static struct {
     char *node_id, *db_url;
     void (*log)(bool, const char *, void *);
     void *log_arg;
+    struct blob_store *blobs;
     pthread_t thread;
     pthread_t events[16]; /* event runs in flight, joined at stop */
     size_t nevents;
@@ -202,16 +204,34 @@ static int run_builtin(PGconn *c, const char *target, char *out, size_t outlen)
         snprintf(out, outlen, "purged %lld tombstone(s) older than %d days", purged, days);
         return 0;
     }
+    int hours = 24;
+    if (!strncmp(target, "blob_gc", 7) &&
+        (target[7] == '\0' || sscanf(target + 7, " %d", &hours) == 1) && hours > 0) {
+        if (!sch.blobs) {
+            snprintf(out, outlen, "no blob store on this node");
+            return -1;
+        }
+        struct blobgc_result res;
+        char err[256];
+        if (blobgc_run(c, sch.blobs, (long long)hours * 3600, &res, err, sizeof(err)) < 0) {
+            snprintf(out, outlen, "blob collection failed: %s", err);
+            return -1;
+        }
+        snprintf(out, outlen, "examined %lld blob(s), deleted %lld, purged %lld upload(s)",
+                 res.examined, res.deleted, res.uploads_purged);
+        return 0;
+    }
     snprintf(out, outlen, "unknown built-in task '%s'", target);
     return -1;
 }
 
 static bool builtin_known(const char *target)
 {
-    int days;
-    return !strcmp(target, "tombstone_purge") ||
-           (!strncmp(target, "tombstone_purge ", 16) && sscanf(target + 16, "%d", &days) == 1 &&
-            days > 0);
+    int n;
+    return !strcmp(target, "tombstone_purge") || !strcmp(target, "blob_gc") ||
+           (!strncmp(target, "tombstone_purge ", 16) && sscanf(target + 16, "%d", &n) == 1 &&
+            n > 0) ||
+           (!strncmp(target, "blob_gc ", 8) && sscanf(target + 8, "%d", &n) == 1 && n > 0);
 }
 
 /* ---- the scheduler loop ---- */
@@ -373,6 +393,7 @@ int scheduler_start(const struct scheduler_config *cfg, char *err, size_t errlen
     sch.db_url = strdup(cfg->db_url);
     sch.log = cfg->log;
     sch.log_arg = cfg->log_arg;
+    sch.blobs = cfg->blobs;
     sch.stop = false;
     if (!sch.node_id || !sch.db_url || pthread_create(&sch.thread, NULL, thread_main, NULL)) {
         snprintf(err, errlen, "cannot start the scheduler");
@@ -491,7 +512,7 @@ static int check_action(const char *action, const char *target, bool builtin_ok,
     if (builtin_ok && !strcmp(action, "builtin") && builtin_known(target))
         return 0;
     snprintf(err, errlen, "action must be command CMD, url http(s)://...%s",
-             builtin_ok ? " or builtin tombstone_purge [DAYS]" : "");
+             builtin_ok ? ", builtin tombstone_purge [DAYS] or builtin blob_gc [HOURS]" : "");
     return -1;
 }
 

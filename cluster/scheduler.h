@@ -5,7 +5,9 @@
  *   command  — /bin/sh -c TARGET, with FLOE_TASK, FLOE_NODE, FLOE_EPOCH and
  *              FLOE_SLOT in its environment; output (first 4 KiB) is recorded;
  *   url      — an HTTP(S) GET of TARGET; success is a 2xx answer;
- *   builtin  — maintenance: "tombstone_purge [DAYS]" (default 30).
+ *   builtin  — maintenance: "tombstone_purge [DAYS]" (default 30) removes older
+ *              tombstones; "blob_gc [HOURS]" (default 24) removes blobs no message
+ *              references, written more than HOURS ago (storage/blobgc.h).
  * Before a run, its schedule slot is claimed with a row in task_runs: once for
  * the cluster for master-only tasks (and only while this node is master, under
  * a fencing check of the epoch in the same transaction), once per node
@@ -21,11 +23,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct blob_store;
+
 struct scheduler_config {
     const char *node_id;
     const char *db_url;
     void (*log)(bool warning, const char *msg, void *arg);
     void *log_arg;
+    struct blob_store *blobs; /* for the blob_gc built-in; may be NULL */
 };
 
 int scheduler_start(const struct scheduler_config *cfg, char *err, size_t errlen);

@@ -482,6 +482,7 @@ static int start_scheduler(const struct config *cfg, char *err, size_t errlen)
         .node_id = cfg->node_id,
         .db_url = cfg->db_url,
         .log = cluster_log,
+        .blobs = blobs,
     };
     return scheduler_start(&sc, err, errlen);
 }

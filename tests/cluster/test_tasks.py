@@ -80,6 +80,10 @@ def test_builtin_tombstone_purge_and_events(cluster, tmp_path):
     assert cluster.ctl("event", "add", "bad", "server_exploded", "command", "true").returncode == 1
     assert cluster.ctl("task", "add", "purge", "--schedule", "@every 2s", "builtin",
                        "tombstone_purge 30").returncode == 0
+    assert cluster.ctl("task", "add", "gc", "--schedule", "@every 2s", "builtin",
+                       "blob_gc 24").returncode == 0
+    assert cluster.ctl("task", "add", "bad", "--schedule", "@daily", "builtin",
+                       "defragment").returncode == 1
     n = cluster.add_node(1)
     deadline = time.time() + 10
     while "server_started node1" not in lines(log) and time.time() < deadline:
@@ -99,6 +103,12 @@ def test_builtin_tombstone_purge_and_events(cluster, tmp_path):
         time.sleep(0.3)
         done = [r for r in runs(cluster, "purge") if r["status"] == "ok"]
     assert done and "purged 0 tombstone(s) older than 30 days" in done[0]["output"]
+    deadline = time.time() + 10
+    gc = []
+    while not gc and time.time() < deadline:
+        time.sleep(0.3)
+        gc = [r for r in runs(cluster, "gc") if r["status"] == "ok"]
+    assert gc and gc[0]["output"].startswith("examined "), runs(cluster, "gc")
     n.stop()
     cluster.nodes.remove(n)
     assert "server_stopped node1" in lines(log)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "storage/blobgc.h"
 #include "storage/directory.h"
 #include "storage/folders.h"
 #include "storage/ingest.h"
@@ -173,6 +174,34 @@ static void test_sections(void **state)
     PQclear(r);
 }
 
+/* The collector removes what no message references once the grace period is over. */
+static void test_blob_gc(void **state)
+{
+    PQclear(testdb_exec(conn, "TRUNCATE blobs, blob_chunks, blob_uploads"));
+    char err[256];
+    uint32_t uid;
+    long long ms;
+    assert_int_equal(mail_deliver(conn, bs, alice, inbox, msg, strlen(msg), 0, 0, true, &uid, &ms,
+                                  err, sizeof(err)),
+                     0);
+    char orphan[BLOB_ID_LEN + 1];
+    assert_int_equal(blob_put(bs, conn, "nobody refers to me", 19, orphan, err, sizeof(err)), 0);
+    struct blobgc_result res;
+    /* within the grace period nothing goes */
+    assert_int_equal(blobgc_run(conn, bs, 3600, &res, err, sizeof(err)), 0);
+    assert_int_equal(res.deleted, 0);
+    assert_true(res.examined >= 2);
+    /* make both blobs old */
+    PQclear(testdb_exec(conn, "UPDATE blobs SET written_at = now() - interval '2 hours'"));
+    assert_int_equal(blobgc_run(conn, bs, 3600, &res, err, sizeof(err)), 0);
+    assert_int_equal(res.deleted, 1);
+    unsigned long long size;
+    assert_int_equal(blob_stat(bs, conn, orphan, &size, err, sizeof(err)), BLOB_ENOTFOUND);
+    PGresult *r = testdb_exec(conn, "SELECT blob_id FROM messages");
+    assert_int_equal(blob_stat(bs, conn, PQgetvalue(r, 0, 0), &size, err, sizeof(err)), 0);
+    PQclear(r);
+}
+
 static void test_dates(void **state)
 {
     assert_int_equal(mail_parse_date("Sat, 21 Nov 2026 07:00:00 +0100"), 1795240800);
@@ -197,6 +226,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_deliver, setup),
         cmocka_unit_test_setup(test_sections, setup),
+        cmocka_unit_test_setup(test_blob_gc, setup),
         cmocka_unit_test(test_dates),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
