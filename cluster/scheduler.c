@@ -23,6 +23,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/cron.h"
+#include "cluster/watchdog.h"
 #include "storage/blobgc.h"
 #include "storage/changes.h"
 #include "storage/db.h"
@@ -373,6 +374,8 @@ static void *thread_main(void *arg)
         }
         if (sch.db)
             run_due(sch.db);
+        if (sch.db) /* does nothing unless this node is master */
+            watchdog_run_due(sch.db, sch.node_id, cluster_master_epoch(), sch.log, sch.log_arg);
         pthread_mutex_lock(&sch.lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -4,6 +4,7 @@
  *
  * Output is for people by default and JSON with --json. Exit status: 0 ok,
  * 1 the operation failed, 2 usage error. */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/scheduler.h"
+#include "cluster/watchdog.h"
 #include "node/config.h"
 #include "storage/aliases.h"
 #include "storage/db.h"
@@ -66,6 +68,11 @@ static void usage(FILE *f)
             "           (command CMD | url URL)\n"
             "  event list | event remove NAME\n"
             "  cluster master stepdown\n"
+            "  watchdog add NAME TARGET [--interval S] [--down-after M] [--send STR]\n"
+            "               [--expect RE] [--alert ADDRESS] [--back-online]\n"
+            "      (TARGET: tcp://HOST:PORT | http(s)://URL | dns://NAME:TYPE, TYPE one of\n"
+            "       a aaaa mx txt ptr cname srv naptr; STR may hold \\r \\n \\xHH)\n"
+            "  watchdog list | watchdog remove NAME | watchdog alerts [NAME]\n"
             "The password may also come from the environment variable FLOE_PASSWORD.\n");
 }
 
@@ -1025,6 +1032,79 @@ static int cmd_task(PGconn *c, bool event, int argc, char **argv)
     return usage(stderr), EXIT_USAGE;
 }
 
+/* ---- watchdogs ---- */
+
+/* Parses a whole decimal number in [min, max] into *v_r: 0 ok, -1 otherwise. */
+static int int_arg(const char *s, long min, long max, int *v_r)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *v_r = (int)v;
+    return 0;
+}
+
+static int cmd_watchdog(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[256];
+    if (argc == 1 && !strcmp(argv[0], "list"))
+        return print_rows(c,
+                          "SELECT name, target, interval_s, down_after_min, alert_address,"
+                          " notify_back, enabled, state,"
+                          " to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                          " AS since,"
+                          " to_char(last_check AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                          " AS last_check, last_error, last_hash, content_size, last_answers,"
+                          " checked_by, epoch FROM watchdogs ORDER BY name",
+                          0, NULL);
+    if ((argc == 1 || argc == 2) && !strcmp(argv[0], "alerts")) {
+        const char *p[] = {argc == 2 ? argv[1] : NULL};
+        return print_rows(c,
+                          "SELECT w.name, a.kind,"
+                          " to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at,"
+                          " a.message, a.node_id, a.epoch, a.delivered FROM watchdog_alerts a"
+                          " JOIN watchdogs w ON w.id = a.watchdog_id"
+                          " WHERE $1::text IS NULL OR w.name = $1 ORDER BY a.id DESC LIMIT 200",
+                          1, p);
+    }
+    if (argc == 2 && !strcmp(argv[0], "remove")) {
+        if (watchdog_remove(c, argv[1], err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "watchdog %s removed", argv[1]);
+        return ok_msg(msg);
+    }
+    if (argc >= 3 && !strcmp(argv[0], "add")) {
+        struct watchdog_spec ws = {.name = argv[1], .target = argv[2]};
+        for (int i = 3; i < argc; i++) {
+            bool more = i + 1 < argc;
+            if (!strcmp(argv[i], "--interval") && more) {
+                if (int_arg(argv[++i], 1, WATCHDOG_INTERVAL_MAX, &ws.interval_s) < 0)
+                    return fail("--interval takes 1-86400 seconds");
+            } else if (!strcmp(argv[i], "--down-after") && more) {
+                if (int_arg(argv[++i], 0, WATCHDOG_DOWN_AFTER_MAX, &ws.down_after_min) < 0)
+                    return fail("--down-after takes 0-10080 minutes");
+            } else if (!strcmp(argv[i], "--send") && more) {
+                ws.send = argv[++i];
+            } else if (!strcmp(argv[i], "--expect") && more) {
+                ws.expect = argv[++i];
+            } else if (!strcmp(argv[i], "--alert") && more) {
+                ws.alert_address = argv[++i];
+            } else if (!strcmp(argv[i], "--back-online")) {
+                ws.notify_back = true;
+            } else {
+                return usage(stderr), EXIT_USAGE;
+            }
+        }
+        if (watchdog_add(c, &ws, err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "watchdog %s added", ws.name);
+        return ok_msg(msg);
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
 static int cmd_cluster(PGconn *c, int argc, char **argv)
 {
     char err[1024], msg[256];
@@ -1116,7 +1196,7 @@ int main(int argc, char **argv)
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
                                            "quota", "policy",  "login-policy", "task",
-                                           "event", NULL};
+                                           "event", "watchdog", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1149,6 +1229,8 @@ int main(int argc, char **argv)
         rc = cmd_cluster(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "task") || !strcmp(cmd, "event"))
         rc = cmd_task(c, !strcmp(cmd, "event"), sub_argc, sub_argv);
+    else if (!strcmp(cmd, "watchdog"))
+        rc = cmd_watchdog(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "alias"))
         rc = cmd_alias(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "forward"))
