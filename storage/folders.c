@@ -16,6 +16,7 @@
  * Paths are validated in C before any SQL runs; the CHECK constraints repeat
  * the essentials for rows written by other means.
  */
+#include "proto/text/utf8.h"
 #include "storage/folders.h"
 
 #include <stdarg.h>
@@ -120,41 +121,7 @@ enum folder_kind folders_role_kind(enum folder_role role)
  * quoting and URLs. */
 static bool name_text_ok(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = p[i];
-        if (b < 0x80) {
-            if (b < 0x20 || b == 0x7f)
-                return false;
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if ((b & 0xE0) == 0xC0) {
-            len = 2, cp = b & 0x1F, min = 0x80;
-        } else if ((b & 0xF0) == 0xE0) {
-            len = 3, cp = b & 0x0F, min = 0x800;
-        } else if ((b & 0xF8) == 0xF0) {
-            len = 4, cp = b & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        if (cp >= 0x80 && cp <= 0x9F)
-            return false;
-        i += len;
-    }
-    return true;
+    return utf8_check(s, n, UTF8_NO_C0 | UTF8_NO_C1);
 }
 
 int folders_path_check(const char *path, char *out, size_t outlen, char *err, size_t errlen)

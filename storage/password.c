@@ -11,6 +11,7 @@
  * The parser treats the string as untrusted: every field is bounded, base64
  * must be canonical, and the decoded lengths are checked before use.
  */
+#include "proto/text/utf8.h"
 #include "storage/password.h"
 
 #include <crypt.h>
@@ -39,41 +40,6 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     va_end(ap);
 }
 
-/* RFC 3629 §3-4: shortest form only, no surrogates, nothing above U+10FFFF. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if ((b & 0xE0) == 0xC0) {
-            len = 2, cp = b & 0x1F, min = 0x80;
-        } else if ((b & 0xF0) == 0xE0) {
-            len = 3, cp = b & 0x0F, min = 0x800;
-        } else if ((b & 0xF8) == 0xF0) {
-            len = 4, cp = b & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            unsigned char cb = s[i + k];
-            if ((cb & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (cb & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += len;
-    }
-    return true;
-}
 
 int password_check(const char *plain, char *err, size_t errlen)
 {
@@ -90,7 +56,7 @@ int password_check(const char *plain, char *err, size_t errlen)
         set_err(err, errlen, "password contains a line break");
         return -1;
     }
-    if (!utf8_valid((const unsigned char *)plain, n)) {
+    if (!utf8_check(plain, n, 0)) {
         set_err(err, errlen, "password is not valid UTF-8");
         return -1;
     }
