@@ -24,57 +24,15 @@
 #include "storage/db.h"
 #include "storage/directory.h"
 #include "storage/folders.h"
-#include "storage/migrations.h"
+#include "support/testdb.h"
 
-static const char *base_conninfo; /* FLOE_TEST_PG */
-static PGconn *admin;             /* to the database FLOE_TEST_PG names */
-static PGconn *conn;              /* to this run's migrated database */
-static char main_db[64];
+static PGconn *conn; /* to this run's migrated database */
 
 static long long alice, bob, carol, dave, staff, team, all;
 static long long example_com, other_org;
 static long long shared, sub, deep, private_f; /* alice's folders */
 
 /* ---- helpers ---- */
-
-/* FLOE_TEST_PG with dbname replaced, as a key=value string. */
-static void conninfo_for(const char *dbname, char *out, size_t outlen)
-{
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(base_conninfo, &perr);
-    if (opts == NULL)
-        fail_msg("FLOE_TEST_PG does not parse: %s", perr ? perr : "out of memory");
-    size_t n = 0;
-    out[0] = '\0';
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (o->val == NULL || o->val[0] == '\0' || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        n += (size_t)snprintf(out + n, outlen - n, "%s='", o->keyword);
-        for (const char *v = o->val; *v && n + 3 < outlen; v++) {
-            if (*v == '\'' || *v == '\\')
-                out[n++] = '\\';
-            out[n++] = *v;
-        }
-        n += (size_t)snprintf(out + n, outlen - n, "' ");
-        assert_true(n < outlen);
-    }
-    n += (size_t)snprintf(out + n, outlen - n, "dbname='%s'", dbname);
-    assert_true(n < outlen);
-    PQconninfoFree(opts);
-}
-
-static void admin_exec(const char *verb, const char *dbname, const char *tail)
-{
-    char *id = PQescapeIdentifier(admin, dbname, strlen(dbname));
-    assert_non_null(id);
-    char sql[256];
-    snprintf(sql, sizeof sql, "%s %s%s", verb, id, tail);
-    PQfreemem(id);
-    PGresult *r = PQexec(admin, sql);
-    if (!db_ok(r))
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
 
 /* Runs fixed test SQL with up to three bigint parameters, returns the first
  * cell of the first row ("" when none) in a static buffer. */
@@ -166,51 +124,16 @@ static void quiet_notices(void *arg, const char *message)
 
 static int group_setup(void **state)
 {
-    base_conninfo = getenv("FLOE_TEST_PG");
-    if (base_conninfo == NULL || base_conninfo[0] == '\0') {
-        print_error("FLOE_TEST_PG is not set: these tests need a PostgreSQL server.\n"
-                    "Set it to a libpq connection string for a user who may create databases,\n"
-                    "e.g. FLOE_TEST_PG='host=/tmp/pg port=55432 user=floe dbname=postgres'\n");
-        return -1;
-    }
-    char err[512] = "";
-    admin = db_connect(base_conninfo, 0, err, sizeof err);
-    if (admin == NULL) {
-        print_error("cannot connect to FLOE_TEST_PG: %s\n", err);
-        return -1;
-    }
-    PQsetNoticeProcessor(admin, quiet_notices, NULL);
-    snprintf(main_db, sizeof main_db, "floe_test_acl_%ld", (long)getpid());
-    admin_exec("DROP DATABASE IF EXISTS", main_db, " WITH (FORCE)");
-    admin_exec("CREATE DATABASE", main_db, " TEMPLATE template0 ENCODING 'UTF8'");
-    char ci[2048];
-    conninfo_for(main_db, ci, sizeof ci);
+    conn = testdb_create("acl");
     /* A statement timeout turns a hang (say, a group cycle) into a failure. */
-    conn = db_connect(ci, 10000, err, sizeof err);
-    if (conn == NULL) {
-        print_error("db_connect: %s\n", err);
-        return -1;
-    }
+    PQclear(testdb_exec(conn, "SET statement_timeout = 10000"));
     PQsetNoticeProcessor(conn, quiet_notices, NULL);
-    int n = db_migrate(conn, err, sizeof err);
-    if (n != migrations_count) {
-        print_error("db_migrate: %d (%s)\n", n, err);
-        return -1;
-    }
     return 0;
 }
 
 static int group_teardown(void **state)
 {
-    if (conn != NULL)
-        PQfinish(conn);
-    conn = NULL;
-    if (admin != NULL) {
-        if (main_db[0] != '\0')
-            admin_exec("DROP DATABASE IF EXISTS", main_db, " WITH (FORCE)");
-        PQfinish(admin);
-    }
-    admin = NULL;
+    testdb_drop(&conn);
     return 0;
 }
 

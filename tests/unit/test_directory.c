@@ -3,7 +3,7 @@
  *
  * FLOE_TEST_PG holds a libpq connection string for a server where the user
  * may create databases; without it the tests fail. Every run creates its own
- * databases (floe_test_<pid>...) and drops them at the end, so runs repeat
+ * databases (floe_test_dir_<pid>...) and drops them at the end, so runs repeat
  * and do not disturb each other. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,74 +22,11 @@
 #include "storage/directory.h"
 #include "storage/migrations.h"
 #include "storage/password.h"
+#include "support/testdb.h"
 
-static const char *base_conninfo; /* FLOE_TEST_PG */
-static PGconn *admin;             /* to the database FLOE_TEST_PG names */
-static PGconn *conn;              /* to this run's migrated database */
-static char main_db[64];
+static PGconn *conn; /* to this run's migrated database */
 
 /* ---- helpers ---- */
-
-/* FLOE_TEST_PG with dbname replaced, as a key=value string (works whether
- * FLOE_TEST_PG is a key=value string or a URI). */
-static void conninfo_for(const char *dbname, char *out, size_t outlen)
-{
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(base_conninfo, &perr);
-    if (opts == NULL)
-        fail_msg("FLOE_TEST_PG does not parse: %s", perr ? perr : "out of memory");
-    size_t n = 0;
-    out[0] = '\0';
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (o->val == NULL || o->val[0] == '\0' || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        n += (size_t)snprintf(out + n, outlen - n, "%s='", o->keyword);
-        for (const char *v = o->val; *v && n + 3 < outlen; v++) {
-            if (*v == '\'' || *v == '\\')
-                out[n++] = '\\';
-            out[n++] = *v;
-        }
-        n += (size_t)snprintf(out + n, outlen - n, "' ");
-        assert_true(n < outlen);
-    }
-    n += (size_t)snprintf(out + n, outlen - n, "dbname='%s'", dbname);
-    assert_true(n < outlen);
-    PQconninfoFree(opts);
-}
-
-static void admin_exec(const char *verb, const char *dbname, const char *tail)
-{
-    char *id = PQescapeIdentifier(admin, dbname, strlen(dbname));
-    assert_non_null(id);
-    char sql[256];
-    snprintf(sql, sizeof sql, "%s %s%s", verb, id, tail);
-    PQfreemem(id);
-    PGresult *r = PQexec(admin, sql);
-    if (!db_ok(r))
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
-
-static void create_db(const char *dbname)
-{
-    admin_exec("DROP DATABASE IF EXISTS", dbname, " WITH (FORCE)");
-    admin_exec("CREATE DATABASE", dbname, " TEMPLATE template0 ENCODING 'UTF8'");
-}
-
-static void drop_db(const char *dbname)
-{
-    admin_exec("DROP DATABASE IF EXISTS", dbname, " WITH (FORCE)");
-}
-
-static PGconn *connect_db(const char *dbname, int timeout_ms)
-{
-    char ci[2048], err[512] = "";
-    conninfo_for(dbname, ci, sizeof ci);
-    PGconn *c = db_connect(ci, timeout_ms, err, sizeof err);
-    if (c == NULL)
-        fail_msg("db_connect(%s): %s", dbname, err);
-    return c;
-}
 
 /* Runs fixed test SQL with up to two text parameters, returns the first
  * cell of the first row ("" when none) in a static buffer. */
@@ -127,54 +64,27 @@ static double now_s(void)
 
 /* ---- setup ---- */
 
-/* DROP DATABASE IF EXISTS reports a missing database as a NOTICE. */
 static void quiet_notices(void *arg, const char *message)
 {
 }
 
 static int group_setup(void **state)
 {
-    base_conninfo = getenv("FLOE_TEST_PG");
-    if (base_conninfo == NULL || base_conninfo[0] == '\0') {
-        print_error("FLOE_TEST_PG is not set: these tests need a PostgreSQL server.\n"
-                    "Set it to a libpq connection string for a user who may create databases,\n"
-                    "e.g. FLOE_TEST_PG='host=/tmp/pg port=55432 user=floe dbname=postgres'\n");
-        return -1;
-    }
-    char err[512] = "";
-    admin = db_connect(base_conninfo, 0, err, sizeof err);
-    if (admin == NULL) {
-        print_error("cannot connect to FLOE_TEST_PG: %s\n", err);
-        return -1;
-    }
-    PQsetNoticeProcessor(admin, quiet_notices, NULL);
-    snprintf(main_db, sizeof main_db, "floe_test_%ld", (long)getpid());
-    create_db(main_db);
-    conn = connect_db(main_db, 0);
-    int n = db_migrate(conn, err, sizeof err);
-    if (n != migrations_count) {
-        print_error("db_migrate: %d (%s)\n", n, err);
-        return -1;
-    }
+    conn = testdb_create("dir");
+    PQsetNoticeProcessor(conn, quiet_notices, NULL);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
-    if (conn != NULL)
-        PQfinish(conn);
-    conn = NULL;
-    if (admin != NULL) {
-        /* Also the per-test databases a failed test left behind. */
-        static const char *const suffixes[] = {"", "_fresh", "_ascii", "_conc"};
-        for (size_t i = 0; main_db[0] != '\0' && i < sizeof suffixes / sizeof suffixes[0]; i++) {
-            char name[80];
-            snprintf(name, sizeof name, "%s%s", main_db, suffixes[i]);
-            drop_db(name);
-        }
-        PQfinish(admin);
+    testdb_drop(&conn);
+    /* Also the per-test databases a failed test left behind. */
+    static const char *const suffixes[] = {"_fresh", "_ascii", "_conc"};
+    for (size_t i = 0; testdb_name()[0] != '\0' && i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s%s", testdb_name(), suffixes[i]);
+        testdb_drop_named(name);
     }
-    admin = NULL;
     return 0;
 }
 
@@ -191,7 +101,7 @@ static int dir_setup(void **state)
 static void test_connect(void **state)
 {
     char ci[2048], err[512];
-    conninfo_for(main_db, ci, sizeof ci);
+    testdb_conninfo(NULL, ci, sizeof ci);
     PGconn *c = db_connect(ci, 1234, err, sizeof err);
     assert_non_null(c);
     assert_string_equal(sql1(c, "SHOW application_name", NULL, NULL), "floe");
@@ -214,7 +124,7 @@ static void test_connect(void **state)
     assert_null(strchr(err, '\n'));
 
     err[0] = '\0';
-    conninfo_for("floe_no_such_database", ci, sizeof ci);
+    testdb_conninfo("floe_no_such_database", ci, sizeof ci);
     assert_null(db_connect(ci, 0, err, sizeof err));
     assert_contains(err, "floe_no_such_database");
 
@@ -259,10 +169,10 @@ static void test_transactions(void **state)
 
 static void test_migrate_fresh(void **state)
 {
-    char name[80], err[512];
-    snprintf(name, sizeof name, "%s_fresh", main_db);
-    create_db(name);
-    PGconn *c = connect_db(name, 5000);
+    char name[128], err[512];
+    snprintf(name, sizeof name, "%s_fresh", testdb_name());
+    testdb_create_named(name, NULL);
+    PGconn *c = testdb_connect_to(name, 5000);
 
     int v = -1;
     assert_int_equal(db_schema_version(c, &v, err, sizeof err), 0);
@@ -316,16 +226,15 @@ static void test_migrate_fresh(void **state)
     assert_int_equal(count(c, "SELECT count(*) FROM schema_migrations"), migrations_count + 1);
 
     PQfinish(c);
-    drop_db(name);
+    testdb_drop_named(name);
 }
 
 static void test_migrate_requires_utf8(void **state)
 {
-    char name[80], err[512] = "";
-    snprintf(name, sizeof name, "%s_ascii", main_db);
-    admin_exec("DROP DATABASE IF EXISTS", name, " WITH (FORCE)");
-    admin_exec("CREATE DATABASE", name, " TEMPLATE template0 ENCODING 'SQL_ASCII' LOCALE 'C'");
-    PGconn *c = connect_db(name, 0);
+    char name[128], err[512] = "";
+    snprintf(name, sizeof name, "%s_ascii", testdb_name());
+    testdb_create_named(name, "TEMPLATE template0 ENCODING 'SQL_ASCII' LOCALE 'C'");
+    PGconn *c = testdb_connect_to(name, 0);
     assert_int_equal(db_migrate(c, err, sizeof err), -1);
     assert_contains(err, "0001_directory");
     assert_contains(err, "UTF8");
@@ -335,7 +244,7 @@ static void test_migrate_requires_utf8(void **state)
     assert_int_equal(v, 0);
     assert_string_equal(sql1(c, "SELECT to_regclass('domains') IS NULL", NULL, NULL), "t");
     PQfinish(c);
-    drop_db(name);
+    testdb_drop_named(name);
 }
 
 struct migrator {
@@ -349,7 +258,7 @@ static void *migrator_main(void *arg)
 {
     struct migrator *m = arg;
     char ci[2048];
-    conninfo_for(m->dbname, ci, sizeof ci);
+    testdb_conninfo(m->dbname, ci, sizeof ci);
     PGconn *c = db_connect(ci, 0, m->err, sizeof m->err);
     pthread_barrier_wait(m->barrier);
     m->rc = c != NULL ? db_migrate(c, m->err, sizeof m->err) : -100;
@@ -360,9 +269,9 @@ static void *migrator_main(void *arg)
 
 static void test_migrate_concurrent(void **state)
 {
-    char name[80];
-    snprintf(name, sizeof name, "%s_conc", main_db);
-    create_db(name);
+    char name[128];
+    snprintf(name, sizeof name, "%s_conc", testdb_name());
+    testdb_create_named(name, NULL);
 
     enum { N = 3 };
     pthread_barrier_t barrier;
@@ -384,12 +293,12 @@ static void test_migrate_concurrent(void **state)
     /* Every migration applied exactly once across the three. */
     assert_int_equal(total, migrations_count);
 
-    PGconn *c = connect_db(name, 0);
+    PGconn *c = testdb_connect_to(name, 0);
     assert_int_equal(count(c, "SELECT count(*) FROM schema_migrations"), migrations_count);
     assert_int_equal(count(c, "SELECT count(DISTINCT version) FROM schema_migrations"),
                      migrations_count);
     PQfinish(c);
-    drop_db(name);
+    testdb_drop_named(name);
 }
 
 /* ---- domains ---- */

@@ -26,55 +26,13 @@
 #include "storage/dircache.h"
 #include "storage/directory.h"
 #include "storage/groups.h"
-#include "storage/migrations.h"
 #include "storage/policy.h"
 #include "storage/quota.h"
+#include "support/testdb.h"
 
-static const char *base_conninfo; /* FLOE_TEST_PG */
-static PGconn *admin;             /* to the database FLOE_TEST_PG names */
-static PGconn *conn;              /* to this run's migrated database */
-static char main_db[64];
+static PGconn *conn; /* to this run's migrated database */
 
 /* ---- helpers ---- */
-
-/* FLOE_TEST_PG with dbname replaced, as a key=value string. */
-static void conninfo_for(const char *dbname, char *out, size_t outlen)
-{
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(base_conninfo, &perr);
-    if (opts == NULL)
-        fail_msg("FLOE_TEST_PG does not parse: %s", perr ? perr : "out of memory");
-    size_t n = 0;
-    out[0] = '\0';
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (o->val == NULL || o->val[0] == '\0' || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        n += (size_t)snprintf(out + n, outlen - n, "%s='", o->keyword);
-        for (const char *v = o->val; *v && n + 3 < outlen; v++) {
-            if (*v == '\'' || *v == '\\')
-                out[n++] = '\\';
-            out[n++] = *v;
-        }
-        n += (size_t)snprintf(out + n, outlen - n, "' ");
-        assert_true(n < outlen);
-    }
-    n += (size_t)snprintf(out + n, outlen - n, "dbname='%s'", dbname);
-    assert_true(n < outlen);
-    PQconninfoFree(opts);
-}
-
-static void admin_exec(const char *verb, const char *dbname, const char *tail)
-{
-    char *id = PQescapeIdentifier(admin, dbname, strlen(dbname));
-    assert_non_null(id);
-    char sql[256];
-    snprintf(sql, sizeof sql, "%s %s%s", verb, id, tail);
-    PQfreemem(id);
-    PGresult *r = PQexec(admin, sql);
-    if (!db_ok(r))
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
 
 /* Runs fixed test SQL with up to two text parameters, returns the first
  * cell of the first row ("" when none) in a static buffer. */
@@ -200,55 +158,14 @@ static void count_hook(void)
 
 static int group_setup(void **state)
 {
-    base_conninfo = getenv("FLOE_TEST_PG");
-    if (base_conninfo == NULL || base_conninfo[0] == '\0') {
-        print_error("FLOE_TEST_PG is not set: these tests need a PostgreSQL server.\n"
-                    "Set it to a libpq connection string for a user who may create databases,\n"
-                    "e.g. FLOE_TEST_PG='host=/tmp/pg port=55432 user=floe dbname=postgres'\n");
-        return -1;
-    }
-    char err[512] = "";
-    admin = db_connect(base_conninfo, 0, err, sizeof err);
-    if (admin == NULL) {
-        print_error("cannot connect to FLOE_TEST_PG: %s\n", err);
-        return -1;
-    }
-    PQsetNoticeProcessor(admin, quiet_notices, NULL);
-    snprintf(main_db, sizeof main_db, "floe_test_dir2_%ld", (long)getpid());
-    admin_exec("DROP DATABASE IF EXISTS", main_db, " WITH (FORCE)");
-    admin_exec("CREATE DATABASE", main_db, " TEMPLATE template0 ENCODING 'UTF8'");
-    char ci[2048];
-    conninfo_for(main_db, ci, sizeof ci);
-    conn = db_connect(ci, 0, err, sizeof err);
-    if (conn == NULL) {
-        print_error("db_connect: %s\n", err);
-        admin_exec("DROP DATABASE IF EXISTS", main_db, " WITH (FORCE)");
-        return -1;
-    }
+    conn = testdb_create("dir2");
     PQsetNoticeProcessor(conn, quiet_notices, NULL);
-    int n = db_migrate(conn, err, sizeof err);
-    if (n != migrations_count) {
-        print_error("db_migrate: %d (%s)\n", n, err);
-        /* cmocka skips the teardown when the setup fails. */
-        PQfinish(conn);
-        conn = NULL;
-        admin_exec("DROP DATABASE IF EXISTS", main_db, " WITH (FORCE)");
-        return -1;
-    }
     return 0;
 }
 
 static int group_teardown(void **state)
 {
-    if (conn != NULL)
-        PQfinish(conn);
-    conn = NULL;
-    if (admin != NULL) {
-        if (main_db[0] != '\0')
-            admin_exec("DROP DATABASE IF EXISTS", main_db, " WITH (FORCE)");
-        PQfinish(admin);
-    }
-    admin = NULL;
+    testdb_drop(&conn);
     dircache_set_invalidation_hook(NULL);
     dircache_configure(0, 0);
     return 0;
@@ -1337,7 +1254,7 @@ static void *charger_main(void *arg)
 {
     struct charger *ch = arg;
     char ci[2048], err[256];
-    conninfo_for(ch->dbname, ci, sizeof ci);
+    testdb_conninfo(ch->dbname, ci, sizeof ci);
     PGconn *c = db_connect(ci, 0, err, sizeof err);
     if (c == NULL)
         return NULL;
@@ -1355,9 +1272,9 @@ static void test_quota_charge_concurrent(void **state)
     assert_int_equal(quota_set_domain(conn, "example.com", 250, 0, QUOTA_KEEP, QUOTA_KEEP, false,
                                       err, sizeof err),
                      0);
-    struct charger ch[3] = {{main_db, account_id("alice@example.com"), 0},
-                            {main_db, account_id("bob@example.com"), 0},
-                            {main_db, account_id("carol@example.com"), 0}};
+    struct charger ch[3] = {{testdb_name(), account_id("alice@example.com"), 0},
+                            {testdb_name(), account_id("bob@example.com"), 0},
+                            {testdb_name(), account_id("carol@example.com"), 0}};
     pthread_t th[3];
     for (int i = 0; i < 3; i++)
         assert_int_equal(pthread_create(&th[i], NULL, charger_main, &ch[i]), 0);
