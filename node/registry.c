@@ -14,6 +14,9 @@ const struct service_def service_defs[] = {
     /* Health, readiness and metrics, and the admin API: plain HTTP on loopback (for
      * local health checks), HTTPS everywhere. */
     {"admin", true, "127.0.0.1:9180", "*:9443", 120, "admin-http", "http", "admin", "https", NULL, admin_http_init, &http_session_ops},
+    /* The web service (seed 003 "Web", ports 80/443): client auto-configuration now;
+     * DAV, ActiveSync and the rest later. */
+    {"web", true, "*:80", "*:443", 120, "web", "http", "webs", "https", web_configure, web_http_init, &http_session_ops},
 };
 const size_t service_defs_count = sizeof(service_defs) / sizeof(service_defs[0]);
 

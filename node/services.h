@@ -9,4 +9,8 @@ extern const struct service_ops daytime_ops;
 
 void admin_http_init(void);
 
+struct service_config;
+void web_http_init(void);
+int web_configure(struct service_config *sc, char *err, size_t errlen);
+
 #endif

@@ -64,12 +64,16 @@ class Node:
         self.host = host
         self.admin_port = free_port(host)
         self.admin_tls_port = free_port(host)
+        self.web_port = free_port(host)
+        self.web_tls_port = free_port(host)
         base = {
             "node": {"id": node_id, "state_dir": str(tmp_path / "state"), "io_threads": 2,
                      "workers": 2, "shutdown_timeout": 5},
             "log": {"level": "debug", "dir": str(tmp_path / "log")},
             "service admin": {"listen": f"{host}:{self.admin_port}",
                               "listen_tls": f"{host}:{self.admin_tls_port}"},
+            "service web": {"listen": f"{host}:{self.web_port}",
+                            "listen_tls": f"{host}:{self.web_tls_port}"},
         }
         if database:
             base["database"] = {"url": database if isinstance(database, str) else pg_url()}
