@@ -14,6 +14,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/scheduler.h"
+#include "proto/autodiscover/dnsrecords.h"
 #include "cluster/watchdog.h"
 #include "node/config.h"
 #include "storage/aliases.h"
@@ -67,6 +68,7 @@ static void usage(FILE *f)
             "  event add NAME server_started|server_stopped|settings_changed [--master-only]\n"
             "           (command CMD | url URL)\n"
             "  event list | event remove NAME\n"
+            "  dns records DOMAIN [--host NAME] [--ttl SECONDS]\n"
             "  cluster master stepdown\n"
             "  watchdog add NAME TARGET [--interval S] [--down-after M] [--send STR]\n"
             "               [--expect RE] [--alert ADDRESS] [--back-online]\n"
@@ -925,6 +927,44 @@ static int cmd_login_policy(PGconn *c, int argc, char **argv)
 
 /* ---- cluster ---- */
 
+/* ---- dns ---- */
+
+static void dns_line(const char *text, void *arg)
+{
+    if (json_out)
+        json_array_append_new(arg, json_string(text));
+    else
+        printf("%s\n", text);
+}
+
+/* The records the domain needs, naming the web service's public host name (or --host). */
+static int cmd_dns(PGconn *c, const char *web_host, int argc, char **argv)
+{
+    char err[512];
+    if (argc < 2 || strcmp(argv[0], "records"))
+        return usage(stderr), EXIT_USAGE;
+    const char *host = web_host;
+    unsigned ttl = 3600;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--host") && i + 1 < argc)
+            host = argv[++i];
+        else if (!strcmp(argv[i], "--ttl") && i + 1 < argc)
+            ttl = (unsigned)strtoul(argv[++i], NULL, 10);
+        else
+            return usage(stderr), EXIT_USAGE;
+    }
+    long long id;
+    char name[DIR_DOMAIN_MAX + 1];
+    if (dir_domain_lookup(c, argv[1], &id, name, err, sizeof(err)) < 0)
+        return fail(err);
+    json_t *a = json_out ? json_array() : NULL;
+    if (dns_records(name, host, ttl ? ttl : 3600, dns_line, a) < 0) {
+        json_decref(a);
+        return fail("invalid host name (use --host with the public DNS name)");
+    }
+    return json_out ? print_json(a) : EXIT_OK;
+}
+
 /* ---- tasks and events ---- */
 
 /* Prints a query's rows: JSON objects named by the columns, or tab-separated. */
@@ -1196,7 +1236,7 @@ int main(int argc, char **argv)
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
                                            "quota", "policy",  "login-policy", "task",
-                                           "event", "watchdog", NULL};
+                                           "event", "watchdog", "dns", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1215,6 +1255,14 @@ int main(int argc, char **argv)
         return fail("no [database] url in the configuration");
     }
     PGconn *c = db_connect(cfg->db_url, (int)cfg->db_statement_timeout_ms, err, sizeof(err));
+    /* the public name clients are given: [service web] public_hostname, else the host name */
+    char web_host[256];
+    const char *wh = cfg->hostname;
+    const struct service_config *web = config_service(cfg, "web");
+    char werr[64];
+    if (web)
+        config_service_get_str(web, "public_hostname", cfg->hostname, &wh, werr, sizeof(werr));
+    snprintf(web_host, sizeof(web_host), "%s", wh);
     config_free(&cfg);
     if (!c)
         return fail(err);
@@ -1227,6 +1275,8 @@ int main(int argc, char **argv)
         rc = cmd_domain(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "cluster"))
         rc = cmd_cluster(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "dns"))
+        rc = cmd_dns(c, web_host, sub_argc, sub_argv);
     else if (!strcmp(cmd, "task") || !strcmp(cmd, "event"))
         rc = cmd_task(c, !strcmp(cmd, "event"), sub_argc, sub_argv);
     else if (!strcmp(cmd, "watchdog"))

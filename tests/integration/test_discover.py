@@ -107,3 +107,17 @@ def test_v2_json_and_thunderbird(web):
     assert '<incomingServer type="imap">' in r.stdout and "<hostname>mail.disco.test</hostname>" in r.stdout
     r = requests.get(url(web, "/mail/config-v1.1.xml"), verify=False)
     assert r.status_code == 400
+
+
+def test_floectl_dns_records(web):
+    r = floectl(web.config, "dns", "records", "disco.test")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "disco.test. 3600 IN MX 10 mail.disco.test." in lines
+    assert "_imaps._tcp.disco.test. 3600 IN SRV 0 1 993 mail.disco.test." in lines
+    assert "autodiscover.disco.test. 3600 IN CNAME mail.disco.test." in lines
+    r = floectl(web.config, "--json", "dns", "records", "disco.test", "--host", "mx.example.net",
+                "--ttl", "300")
+    assert r.returncode == 0 and "disco.test. 300 IN MX 10 mx.example.net." in r.stdout
+    assert floectl(web.config, "dns", "records", "unknown.test").returncode == 1
+    assert floectl(web.config, "dns", "records", "disco.test", "--host", "bad_host").returncode == 1
