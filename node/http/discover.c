@@ -16,36 +16,14 @@
 #include "node/http/http.h"
 #include "node/server.h"
 #include "node/services.h"
+#include "node/http/discover_settings.h"
 #include "proto/autodiscover/autodiscover.h"
-
-/* Settings every document is built from, for the current configuration. */
-struct discover_settings {
-    char host[256];
-    char activesync[300], autodiscover[300];
-    struct autodiscover_settings s;
-};
 
 static void settings_for(const char *domain, struct discover_settings *d)
 {
     struct runtime *rt = runtime_get();
-    const struct service_config *sc = config_service(rt->cfg, "web");
-    const char *host = NULL;
-    char err[64];
-    config_service_get_str(sc, "public_hostname", rt->cfg->hostname, &host, err, sizeof(err));
-    snprintf(d->host, sizeof(d->host), "%s", host);
+    discover_settings(rt->cfg, domain, d);
     runtime_put(&rt);
-    snprintf(d->activesync, sizeof(d->activesync), "https://%s/Microsoft-Server-ActiveSync",
-             d->host);
-    snprintf(d->autodiscover, sizeof(d->autodiscover),
-             "https://%s/autodiscover/autodiscover.xml", d->host);
-    d->s = (struct autodiscover_settings){
-        .display_name = domain,
-        .imap_host = d->host, .imap_port = 993, .imap_tls = "tls",
-        .pop3_host = d->host, .pop3_port = 995, .pop3_tls = "tls",
-        .smtp_host = d->host, .smtp_port = 587, .smtp_tls = "starttls",
-        .activesync_url = d->activesync,
-        .autodiscover_url = d->autodiscover,
-    };
 }
 
 /* The value of query parameter name (case-insensitive), percent-decoded. */

@@ -14,6 +14,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/scheduler.h"
+#include "node/http/discover_settings.h"
 #include "proto/autodiscover/dnsrecords.h"
 #include "cluster/watchdog.h"
 #include "node/config.h"
@@ -69,6 +70,7 @@ static void usage(FILE *f)
             "           (command CMD | url URL)\n"
             "  event list | event remove NAME\n"
             "  dns records DOMAIN [--host NAME] [--ttl SECONDS]\n"
+            "  autodiscover show DOMAIN   (what Outlook, phones and Thunderbird receive)\n"
             "  cluster master stepdown\n"
             "  watchdog add NAME TARGET [--interval S] [--down-after M] [--send STR]\n"
             "               [--expect RE] [--alert ADDRESS] [--back-online]\n"
@@ -938,12 +940,14 @@ static void dns_line(const char *text, void *arg)
 }
 
 /* The records the domain needs, naming the web service's public host name (or --host). */
-static int cmd_dns(PGconn *c, const char *web_host, int argc, char **argv)
+static int cmd_dns(PGconn *c, const struct config *cfg, int argc, char **argv)
 {
     char err[512];
     if (argc < 2 || strcmp(argv[0], "records"))
         return usage(stderr), EXIT_USAGE;
-    const char *host = web_host;
+    struct discover_settings d;
+    discover_settings(cfg, argv[1], &d);
+    const char *host = d.host;
     unsigned ttl = 3600;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--host") && i + 1 < argc)
@@ -963,6 +967,48 @@ static int cmd_dns(PGconn *c, const char *web_host, int argc, char **argv)
         return fail("invalid host name (use --host with the public DNS name)");
     }
     return json_out ? print_json(a) : EXIT_OK;
+}
+
+/* ---- autodiscover ---- */
+
+/* The documents a client of DOMAIN receives, built by the same code the web service runs. */
+static int cmd_autodiscover(PGconn *c, const struct config *cfg, int argc, char **argv)
+{
+    char err[512];
+    if (argc != 2 || strcmp(argv[0], "show"))
+        return usage(stderr), EXIT_USAGE;
+    long long id;
+    char domain[DIR_DOMAIN_MAX + 1];
+    if (dir_domain_lookup(c, argv[1], &id, domain, err, sizeof(err)) < 0)
+        return fail(err);
+    struct discover_settings d;
+    discover_settings(cfg, domain, &d);
+    char email[DIR_ADDRESS_SIZE];
+    snprintf(email, sizeof(email), "user@%s", domain);
+    int status;
+    char *docs[4] = {autodiscover_response(AUTODISCOVER_SCHEMA_OUTLOOK, email, NULL, &d.s),
+                     autodiscover_response(AUTODISCOVER_SCHEMA_MOBILESYNC, email, NULL, &d.s),
+                     autodiscover_v2_json("ActiveSync", &d.s, &status),
+                     autodiscover_thunderbird(email, &d.s)};
+    static const char *const names[4] = {"outlook", "mobilesync", "v2", "thunderbird"};
+    int rc = EXIT_OK;
+    json_t *o = json_object();
+    for (int i = 0; i < 4; i++) {
+        if (!docs[i]) {
+            rc = fail("cannot build the documents (check [service web] public_hostname)");
+            break;
+        }
+        if (json_out)
+            json_object_set_new(o, names[i], json_string(docs[i]));
+        else
+            printf("== %s (for %s)\n%s\n", names[i], email, docs[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        free(docs[i]);
+    if (rc == EXIT_OK && json_out)
+        return print_json(o);
+    json_decref(o);
+    return rc;
 }
 
 /* ---- tasks and events ---- */
@@ -1236,7 +1282,7 @@ int main(int argc, char **argv)
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
                                            "quota", "policy",  "login-policy", "task",
-                                           "event", "watchdog", "dns", NULL};
+                                           "event", "watchdog", "dns", "autodiscover", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1255,17 +1301,10 @@ int main(int argc, char **argv)
         return fail("no [database] url in the configuration");
     }
     PGconn *c = db_connect(cfg->db_url, (int)cfg->db_statement_timeout_ms, err, sizeof(err));
-    /* the public name clients are given: [service web] public_hostname, else the host name */
-    char web_host[256];
-    const char *wh = cfg->hostname;
-    const struct service_config *web = config_service(cfg, "web");
-    char werr[64];
-    if (web)
-        config_service_get_str(web, "public_hostname", cfg->hostname, &wh, werr, sizeof(werr));
-    snprintf(web_host, sizeof(web_host), "%s", wh);
-    config_free(&cfg);
-    if (!c)
+    if (!c) {
+        config_free(&cfg);
         return fail(err);
+    }
     int rc;
     int sub_argc = argc - optind - 1;
     char **sub_argv = argv + optind + 1;
@@ -1276,7 +1315,9 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "cluster"))
         rc = cmd_cluster(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "dns"))
-        rc = cmd_dns(c, web_host, sub_argc, sub_argv);
+        rc = cmd_dns(c, cfg, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "autodiscover"))
+        rc = cmd_autodiscover(c, cfg, sub_argc, sub_argv);
     else if (!strcmp(cmd, "task") || !strcmp(cmd, "event"))
         rc = cmd_task(c, !strcmp(cmd, "event"), sub_argc, sub_argv);
     else if (!strcmp(cmd, "watchdog"))
@@ -1298,5 +1339,6 @@ int main(int argc, char **argv)
     else
         rc = cmd_account(c, sub_argc, sub_argv);
     PQfinish(c);
+    config_free(&cfg);
     return rc;
 }

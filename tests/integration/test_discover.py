@@ -121,3 +121,15 @@ def test_floectl_dns_records(web):
     assert r.returncode == 0 and "disco.test. 300 IN MX 10 mx.example.net." in r.stdout
     assert floectl(web.config, "dns", "records", "unknown.test").returncode == 1
     assert floectl(web.config, "dns", "records", "disco.test", "--host", "bad_host").returncode == 1
+
+
+def test_floectl_autodiscover_show(web):
+    r = floectl(web.config, "autodiscover", "show", "disco.test")
+    assert r.returncode == 0, r.stderr
+    assert "== outlook (for user@disco.test)" in r.stdout
+    assert "<Server>mail.disco.test</Server>" in r.stdout
+    assert "https://mail.disco.test/Microsoft-Server-ActiveSync" in r.stdout
+    assert '<incomingServer type="imap">' in r.stdout
+    r = floectl(web.config, "--json", "autodiscover", "show", "disco.test")
+    assert r.returncode == 0 and '"thunderbird"' in r.stdout
+    assert floectl(web.config, "autodiscover", "show", "nowhere.test").returncode == 1
