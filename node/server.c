@@ -94,7 +94,9 @@ bool server_stopping(void)
 
 /* ---- runtime snapshots ---- */
 
-static void apply_logging(const struct config *cfg)
+/* 0 ok; -1 when the log files cannot be set up (log_configure said why on stderr and
+ * kept the previous settings). */
+static int apply_logging(const struct config *cfg)
 {
     struct log_config lc = {
         .node_id = cfg->node_id,
@@ -104,9 +106,11 @@ static void apply_logging(const struct config *cfg)
         .retention_days = (int)cfg->log_retention_days,
         .default_level = cfg->log_level,
     };
-    log_configure(&lc);
+    if (log_configure(&lc) < 0)
+        return -1;
     for (size_t i = 0; i < cfg->nservices; i++)
         log_set_level(cfg->services[i].name, cfg->services[i].log_level);
+    return 0;
 }
 
 static bool needs_tls(const struct config *cfg)
@@ -396,7 +400,9 @@ static void reload(void)
     if (!same_listeners(old->cfg, cfg))
         log_warn("system", NULL, NULL,
                  "listener changes (addresses, ports, enabled services) take effect at restart");
-    apply_logging(cfg);
+    if (apply_logging(cfg) < 0)
+        log_error("system", NULL, NULL, "[log] dir '%s' cannot be used: keeping the previous log "
+                  "settings", cfg->log_dir);
     pthread_mutex_lock(&rt_lock);
     struct runtime *prev = current_rt;
     current_rt = rt;
@@ -574,7 +580,11 @@ static int migrate(const struct config *cfg, char *err, size_t errlen)
 int server_run(struct config *cfg)
 {
     char err[1024];
-    apply_logging(cfg);
+    if (apply_logging(cfg) < 0) {
+        fprintf(stderr, "floed: %s: [log] dir '%s' cannot be used\n", cfg->path, cfg->log_dir);
+        config_free(&cfg);
+        return 2;
+    }
     if (mkdir_p(cfg->state_dir) < 0) {
         fprintf(stderr, "floed: cannot create state_dir %s: %s\n", cfg->state_dir,
                 strerror(errno));

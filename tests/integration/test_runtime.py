@@ -429,3 +429,18 @@ def test_multi_host_database_url(node_factory, tmp_path):
     r = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{n.admin_port}/readyz"],
                        capture_output=True, text=True)
     assert r.stdout == "ready\n", r.stdout + r.stderr
+
+
+def test_unusable_log_dir_stops_the_start(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    cfg = tmp_path / "f.conf"
+    cfg.write_text(render_config({
+        "node": {"state_dir": tmp_path / "st"},
+        "log": {"dir": blocker / "logs"},
+        "service admin": {"listen": f"127.0.0.1:{free_port()}", "listen_tls": ""},
+        "service web": {"listen": "", "listen_tls": ""},
+    }))
+    r = run_floed(["--config", str(cfg)])
+    assert r.returncode == 2
+    assert "[log] dir" in r.stderr and "cannot be used" in r.stderr, r.stderr
