@@ -350,9 +350,11 @@ static int load_service(struct config *cfg, const struct service_def *def, char 
                  err, errlen) < 0 ||
         get_uint(ini, "service", n, "handshake_timeout", 30, 3600, &sc->handshake_timeout, err,
                  errlen) < 0 ||
+        get_uint(ini, "service", n, "request_timeout", 60, 86400, &sc->request_timeout, err,
+                 errlen) < 0 ||
         get_level(ini, "service", n, "log", cfg->log_level, &sc->log_level, err, errlen) < 0)
         return -1;
-    if (sc->idle_timeout == 0 || sc->handshake_timeout == 0)
+    if (sc->idle_timeout == 0 || sc->handshake_timeout == 0 || sc->request_timeout == 0)
         return ERR("%s: [service %s]: timeouts must be at least 1 second", cfg->path, n);
     if (def->configure && def->configure(sc, err, errlen) < 0)
         return -1;

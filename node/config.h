@@ -42,6 +42,8 @@ struct service_config {
     unsigned bandwidth_kbps;         /* per connection, both directions; 0: unlimited */
     unsigned idle_timeout;           /* seconds without input before the session is closed */
     unsigned handshake_timeout;      /* seconds to complete PROXY header + TLS handshake */
+    unsigned request_timeout;        /* seconds a client may take to send one whole request or
+                                        command, however it trickles (slow-client defence) */
     enum log_level log_level;
     const struct ini *ini; /* service-specific keys are read by the service itself */
 };

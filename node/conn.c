@@ -182,6 +182,11 @@ struct metrics_service *conn_metrics(const struct conn *c)
 {
     return c->m;
 }
+unsigned conn_request_timeout(const struct conn *c)
+{
+    return c->sc->request_timeout;
+}
+
 bool conn_closing(const struct conn *c)
 {
     return c->phase == PH_CLOSING;

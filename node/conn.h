@@ -79,6 +79,8 @@ void conn_resume(struct conn *c);
  * each hold is matched by one release on the connection's thread. */
 void conn_hold(struct conn *c);
 void conn_release(struct conn *c);
+/* The service's request timeout ([service X] request_timeout), in seconds. */
+unsigned conn_request_timeout(const struct conn *c);
 /* Overrides the idle timeout of this session (seconds; e.g. IMAP IDLE). */
 void conn_set_idle_timeout(struct conn *c, unsigned seconds);
 

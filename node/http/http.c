@@ -39,6 +39,7 @@ struct http_session {
     struct http_exchange x;
     char *pending; /* input not yet fed while a request is being answered */
     size_t pending_len;
+    uint64_t request_began_ns; /* first byte of the request being read; 0 between requests */
     bool closed; /* on_close ran while a request was deferred */
 };
 
@@ -216,6 +217,7 @@ static void session_open(struct conn *c)
 static void dispatch(struct http_session *s)
 {
     struct http_exchange *x = &s->x;
+    s->request_began_ns = 0;
     x->req = http_req_parser_request(s->parser);
     x->active = true;
     x->started_ns = now_ns();
@@ -268,6 +270,21 @@ static void feed(struct conn *c, const char *data, size_t len)
 static void session_data(struct conn *c, const char *data, size_t len)
 {
     struct http_session *s = conn_session(c);
+    /* A client that trickles a request a byte at a time never trips the idle timeout;
+     * the whole request must arrive within request_timeout. */
+    uint64_t now = now_ns();
+    if (!s->request_began_ns && !s->x.active)
+        s->request_began_ns = now;
+    else if (s->request_began_ns &&
+             now - s->request_began_ns > (uint64_t)conn_request_timeout(c) * 1000000000ull) {
+        conn_log(c, LOG_SUMMARY, "request not complete after %u s: answering 408",
+                 conn_request_timeout(c));
+        metrics_command(conn_metrics(c), 0, true);
+        write_response(c, NULL, false, 408, "text/plain; charset=utf-8", "Request Timeout", 15,
+                       NULL);
+        conn_close(c);
+        return;
+    }
     if (s->pending) {
         /* Input is paused while a request is deferred; this was already in flight. */
         char *t = realloc(s->pending, s->pending_len + len);

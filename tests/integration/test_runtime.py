@@ -444,3 +444,30 @@ def test_unusable_log_dir_stops_the_start(tmp_path):
     r = run_floed(["--config", str(cfg)])
     assert r.returncode == 2
     assert "[log] dir" in r.stderr and "cannot be used" in r.stderr, r.stderr
+
+
+def test_slow_client_gets_408(node_factory):
+    """A request trickled a byte at a time never trips the idle timeout; the
+    request timeout bounds the whole request."""
+    n = node_factory({"service admin": {"request_timeout": 2, "idle_timeout": 60}}, database=False)
+    s = socket.create_connection(("127.0.0.1", n.admin_port), timeout=10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    reply = b""
+    t0 = time.time()
+    try:
+        for ch in b"X-Slow: " + b"a" * 40:
+            s.sendall(bytes([ch]))
+            time.sleep(0.25)
+            if time.time() - t0 > 8:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        reply = s.recv(200)
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    n.wait_log(r"request not complete after 2 s: answering 408")
+    with socket.create_connection(("127.0.0.1", n.admin_port), timeout=5) as s2:
+        assert http_get(s2)[0].startswith(b"HTTP/1.1 200")   # ordinary clients unaffected
