@@ -8,6 +8,7 @@
 extern const struct service_ops daytime_ops;
 
 void admin_http_init(void);
+void api_http_init(void);
 
 struct service_config;
 void web_http_init(void);

@@ -883,3 +883,87 @@ int dir_authenticate(PGconn *c, const char *login, const char *password, struct 
         *a_r = a;
     return 0;
 }
+
+/* ---- versions, updates (admin API) ---- */
+
+int dir_account_version(PGconn *c, const char *address, long long *version_r, char *err,
+                        size_t errlen)
+{
+    char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
+    if (parse_address(address, local, lower, dom, err, errlen) != 0)
+        return DIR_ENOTFOUND;
+    const char *p[] = {lower, dom};
+    PGresult *r = dir_sql(c,
+                          "SELECT version FROM accounts WHERE domain_id = " DIR_DOMAIN_ID_OF("$2")
+                          " AND lower(local_part) = $1",
+                          2, p, "cannot read the account", NULL, err, errlen);
+    if (r == NULL)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : DIR_ENOTFOUND;
+    if (rc == 0)
+        *version_r = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    else
+        dir_set_err(err, errlen, "unknown account %s@%s", local, dom);
+    PQclear(r);
+    return rc;
+}
+
+int dir_account_update(PGconn *c, const char *address, long long expected_version,
+                       const struct dir_account_change *ch, long long *version_r, char *err,
+                       size_t errlen)
+{
+    char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
+    if (parse_address(address, local, lower, dom, err, errlen) != 0)
+        return -1;
+    if (ch->full_name && account_fields_check("user", ch->full_name, err, errlen) != 0)
+        return -1;
+    char hash[PASSWORD_HASH_MAX], scram[PASSWORD_SCRAM_MAX];
+    if (ch->password) {
+        if (password_check(ch->password, err, errlen) != 0)
+            return -1;
+        if (password_hash(ch->password, hash, sizeof hash) != 0 ||
+            password_scram_make(ch->password, 0, scram, sizeof scram) != 0) {
+            dir_set_err(err, errlen, "cannot hash the password");
+            return -1;
+        }
+    }
+    char ev[24];
+    snprintf(ev, sizeof ev, "%lld", expected_version);
+    const char *p[] = {lower,
+                       dom,
+                       ev,
+                       ch->password ? hash : NULL,
+                       ch->password ? scram : NULL,
+                       ch->full_name,
+                       ch->disabled < 0 ? NULL : ch->disabled ? "t" : "f"};
+    if (dir_tx_begin(c, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    /* One statement: the version check and the change cannot be separated. */
+    PGresult *r = dir_sql(c,
+                          "WITH a AS (SELECT id, version FROM accounts WHERE domain_id = "
+                          DIR_DOMAIN_ID_OF("$2") " AND lower(local_part) = $1 FOR UPDATE),"
+                          " u AS (UPDATE accounts SET"
+                          "  password_hash = coalesce($4, password_hash),"
+                          "  scram_sha256 = coalesce($5, scram_sha256),"
+                          "  full_name = coalesce($6, full_name),"
+                          "  disabled = coalesce($7::boolean, disabled)"
+                          "  FROM a WHERE accounts.id = a.id AND ($3::bigint = 0 OR a.version = $3)"
+                          "  RETURNING accounts.version)"
+                          " SELECT (SELECT version FROM a), (SELECT version FROM u)",
+                          7, p, "cannot change the account", NULL, err, errlen);
+    if (r == NULL) {
+        rc = -1;
+    } else if (PQgetisnull(r, 0, 0)) {
+        dir_set_err(err, errlen, "unknown account %s@%s", local, dom);
+        rc = DIR_ENOTFOUND;
+    } else if (PQgetisnull(r, 0, 1)) {
+        dir_set_err(err, errlen, "the account was changed meanwhile (version %s)",
+                    PQgetvalue(r, 0, 0));
+        rc = DIR_ECONFLICT;
+    } else {
+        *version_r = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    }
+    PQclear(r);
+    return dir_tx_end(c, rc, true, err, errlen);
+}

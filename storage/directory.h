@@ -144,6 +144,26 @@ int dir_account_list(PGconn *c, const char *domain, dir_account_cb cb, void *ctx
  * the same answer for all, and an unknown account still costs one yescrypt
  * verification so the time taken does not reveal whether it exists; -2 on a
  * database error (PQerrorMessage(c) says why). */
+/* The account's version: it changes with every change of an administrator-visible
+ * field (migration 0009); the admin API's ETag. 0, DIR_ENOTFOUND or -1. */
+int dir_account_version(PGconn *c, const char *address, long long *version_r, char *err,
+                        size_t errlen);
+
+/* Changes of dir_account_update; NULL / negative members are left as they are. */
+struct dir_account_change {
+    const char *password;  /* new password; "" is refused */
+    const char *full_name; /* new full name */
+    int disabled;          /* 0 or 1; -1 keep */
+};
+
+/* Applies ch to address in one transaction, only if the account's version is still
+ * expected_version (0: any). Returns 0 with the new version, DIR_ENOTFOUND,
+ * DIR_ECONFLICT when the version moved on, or -1 (invalid value, message in err). */
+#define DIR_ECONFLICT (-8)
+int dir_account_update(PGconn *c, const char *address, long long expected_version,
+                       const struct dir_account_change *ch, long long *version_r, char *err,
+                       size_t errlen);
+
 int dir_authenticate(PGconn *c, const char *login, const char *password, struct dir_account *a_r);
 
 /* ---- Shared by the directory's storage modules ----

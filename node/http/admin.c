@@ -124,4 +124,5 @@ void admin_http_init(void)
     http_route("admin", "/healthz", healthz);
     http_route("admin", "/readyz", readyz);
     http_route("admin", "/metrics", metrics);
+    api_http_init();
 }

@@ -1,0 +1,317 @@
+/* The admin JSON API on the admin listener, /api/v1 (docs/API.md). It calls the
+ * same storage functions floectl calls: one implementation of each operation.
+ *
+ * Every request authenticates with Basic credentials of a server administrator
+ * (over TLS). The operation runs on a worker; its result comes back as a status
+ * and a JSON body. Accounts carry an ETag (their version, migration 0009); a
+ * change with If-Match applies only if nobody changed the account meanwhile (412
+ * otherwise), so two administrators cannot silently overwrite each other. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/http/auth.h"
+#include "node/http/http.h"
+#include "node/server.h"
+#include "node/services.h"
+#include "node/workers.h"
+#include "storage/directory.h"
+
+enum api_op {
+    OP_DOMAINS_LIST,
+    OP_DOMAIN_ADD,
+    OP_DOMAIN_DELETE,
+    OP_ACCOUNTS_LIST,
+    OP_ACCOUNT_GET,
+    OP_ACCOUNT_ADD,
+    OP_ACCOUNT_UPDATE,
+    OP_ACCOUNT_DELETE,
+};
+
+struct api_job {
+    struct job job;
+    struct http_exchange *x;
+    enum api_op op;
+    char name[DIR_ADDRESS_SIZE]; /* domain or address from the path */
+    char domain_filter[DIR_DOMAIN_MAX + 1];
+    json_t *body;               /* parsed request body, or NULL */
+    long long if_match;         /* 0: none */
+    bool force;
+    /* result */
+    int status;
+    json_t *out;
+    long long etag; /* 0: none */
+};
+
+static json_t *error_json(const char *msg)
+{
+    return json_pack("{s:s}", "error", msg);
+}
+
+static json_t *account_json(const struct dir_account *a)
+{
+    return json_pack("{s:s,s:s,s:s,s:b,s:b}", "address", a->address, "kind", a->kind,
+                     "full_name", a->full_name, "disabled", a->disabled, "admin", a->is_admin);
+}
+
+static int collect_domain(const char *name, void *ctx)
+{
+    json_array_append_new(ctx, json_string(name));
+    return 0;
+}
+
+static int collect_account(const struct dir_account *a, void *ctx)
+{
+    json_array_append_new(ctx, account_json(a));
+    return 0;
+}
+
+/* Maps a storage result to an HTTP status. */
+static int status_of(int rc)
+{
+    switch (rc) {
+    case 0: return 200;
+    case DIR_ENOTFOUND: return 404;
+    case DIR_EEXIST: return 409;
+    case DIR_ENOTEMPTY: return 409;
+    case DIR_ECONFLICT: return 412;
+    default: return 400;
+    }
+}
+
+static const char *str_field(json_t *o, const char *key)
+{
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void api_work(struct job *j, struct worker *w)
+{
+    struct api_job *a = (struct api_job *)j;
+    char err[512] = "";
+    PGconn *c = worker_db(w, err, sizeof(err));
+    if (!c) {
+        a->status = 503;
+        a->out = error_json("database unavailable");
+        return;
+    }
+    int rc = 0;
+    switch (a->op) {
+    case OP_DOMAINS_LIST:
+        a->out = json_array();
+        rc = dir_domain_list(c, collect_domain, a->out, err, sizeof(err));
+        break;
+    case OP_DOMAIN_ADD: {
+        const char *name = str_field(a->body, "name");
+        rc = name ? dir_domain_add(c, name, err, sizeof(err)) : -1;
+        if (!name)
+            snprintf(err, sizeof(err), "body must be {\"name\": \"domain\"}");
+        if (rc == 0) {
+            a->status = 201;
+            a->out = json_pack("{s:s}", "name", name);
+        }
+        break;
+    }
+    case OP_DOMAIN_DELETE:
+        rc = dir_domain_delete(c, a->name, a->force, err, sizeof(err));
+        if (rc == 0)
+            a->status = 204;
+        break;
+    case OP_ACCOUNTS_LIST:
+        a->out = json_array();
+        rc = dir_account_list(c, *a->domain_filter ? a->domain_filter : NULL, collect_account,
+                              a->out, err, sizeof(err));
+        break;
+    case OP_ACCOUNT_GET: {
+        struct dir_account acc;
+        rc = dir_account_find(c, a->name, &acc, err, sizeof(err));
+        if (rc == 0)
+            rc = dir_account_version(c, a->name, &a->etag, err, sizeof(err));
+        if (rc == 0)
+            a->out = account_json(&acc);
+        break;
+    }
+    case OP_ACCOUNT_ADD: {
+        const char *address = str_field(a->body, "address");
+        json_t *admin = a->body ? json_object_get(a->body, "admin") : NULL;
+        if (!address) {
+            snprintf(err, sizeof(err), "body needs \"address\"");
+            rc = -1;
+            break;
+        }
+        rc = dir_account_add(c, address, str_field(a->body, "kind"),
+                             str_field(a->body, "password"), str_field(a->body, "full_name"),
+                             json_is_true(admin), err, sizeof(err));
+        struct dir_account acc;
+        if (rc == 0 && dir_account_find(c, address, &acc, err, sizeof(err)) == 0 &&
+            dir_account_version(c, address, &a->etag, err, sizeof(err)) == 0) {
+            a->status = 201;
+            a->out = account_json(&acc);
+        }
+        break;
+    }
+    case OP_ACCOUNT_UPDATE: {
+        json_t *dis = a->body ? json_object_get(a->body, "disabled") : NULL;
+        struct dir_account_change ch = {
+            .password = str_field(a->body, "password"),
+            .full_name = str_field(a->body, "full_name"),
+            .disabled = json_is_boolean(dis) ? json_is_true(dis) : -1,
+        };
+        rc = dir_account_update(c, a->name, a->if_match, &ch, &a->etag, err, sizeof(err));
+        struct dir_account acc;
+        if (rc == 0 && dir_account_find(c, a->name, &acc, err, sizeof(err)) == 0)
+            a->out = account_json(&acc);
+        break;
+    }
+    case OP_ACCOUNT_DELETE:
+        rc = dir_account_delete(c, a->name, err, sizeof(err));
+        if (rc == 0)
+            a->status = 204;
+        break;
+    }
+    if (rc != 0) {
+        json_decref(a->out);
+        a->out = error_json(*err ? err : "failed");
+        a->status = status_of(rc);
+        a->etag = 0;
+    } else if (!a->status) {
+        a->status = 200;
+    }
+}
+
+static void api_done(struct job *j)
+{
+    struct api_job *a = (struct api_job *)j;
+    char *text = a->out && a->status != 204 ? json_dumps(a->out, JSON_COMPACT) : NULL;
+    char hdr[64] = "";
+    if (a->etag)
+        snprintf(hdr, sizeof(hdr), "ETag: \"%lld\"\r\n", a->etag);
+    if (a->status == 204)
+        http_respond(a->x, 204, NULL, NULL, 0, NULL);
+    else
+        http_respond(a->x, a->status, "application/json", text ? text : "{}",
+                     text ? strlen(text) : 2, *hdr ? hdr : NULL);
+    free(text);
+    json_decref(a->out);
+    json_decref(a->body);
+    free(a);
+}
+
+static void respond_json(struct http_exchange *x, int status, const char *msg)
+{
+    json_t *o = error_json(msg);
+    char *text = json_dumps(o, JSON_COMPACT);
+    http_respond(x, status, "application/json", text, strlen(text), NULL);
+    free(text);
+    json_decref(o);
+}
+
+/* Works out the operation from method and path (after /api/v1). */
+static int route(const char *method, const char *rest, struct api_job *a)
+{
+    bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),
+         del = !strcmp(method, "DELETE"), patch = !strcmp(method, "PATCH");
+    if (!strcmp(rest, "/domains"))
+        return get ? (a->op = OP_DOMAINS_LIST, 0) : post ? (a->op = OP_DOMAIN_ADD, 0) : 405;
+    if (!strcmp(rest, "/accounts"))
+        return get ? (a->op = OP_ACCOUNTS_LIST, 0) : post ? (a->op = OP_ACCOUNT_ADD, 0) : 405;
+    const char *name = NULL;
+    if (!strncmp(rest, "/domains/", 9)) {
+        name = rest + 9;
+        if (!del)
+            return 405;
+        a->op = OP_DOMAIN_DELETE;
+    } else if (!strncmp(rest, "/accounts/", 10)) {
+        name = rest + 10;
+        if (get)
+            a->op = OP_ACCOUNT_GET;
+        else if (patch)
+            a->op = OP_ACCOUNT_UPDATE;
+        else if (del)
+            a->op = OP_ACCOUNT_DELETE;
+        else
+            return 405;
+    } else {
+        return 404;
+    }
+    if (!*name || strchr(name, '/') || strlen(name) >= sizeof(a->name))
+        return 404;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    return 0;
+}
+
+/* Reads the body, If-Match and query of the request into a. 0 ok, else an HTTP status. */
+static int read_request(struct http_exchange *x, struct api_job *a, const char **why)
+{
+    const struct http_request *req = http_request(x);
+    if (req->body_len > 0) {
+        json_error_t jerr;
+        a->body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(a->body)) {
+            *why = "the body must be a JSON object";
+            return 400;
+        }
+    }
+    const char *im = http_header(x, "If-Match");
+    if (im) {
+        char *end;
+        long long v = strtoll(im + (*im == '"'), &end, 10);
+        if (v <= 0 || (*end != '"' && *end != '\0')) {
+            *why = "If-Match must be an ETag this API gave";
+            return 412;
+        }
+        a->if_match = v;
+    }
+    const char *q = req->query;
+    a->force = q && strstr(q, "force=1");
+    if (q && !strncmp(q, "domain=", 7))
+        snprintf(a->domain_filter, sizeof(a->domain_filter), "%.*s", (int)strcspn(q + 7, "&"),
+                 q + 7);
+    return 0;
+}
+
+static void authorised(struct http_exchange *x, const struct dir_account *who, void *arg)
+{
+    struct api_job *a = arg;
+    const char *why = "";
+    int st = who->is_admin ? read_request(x, a, &why) : 403;
+    if (st) {
+        json_decref(a->body);
+        free(a);
+        respond_json(x, st, st == 403 ? "server administrators only" : why);
+        return;
+    }
+    a->x = x;
+    a->job.work = api_work;
+    a->job.done = api_done;
+    if (workers_submit(server_workers(), &a->job) < 0) {
+        json_decref(a->body);
+        free(a);
+        respond_json(x, 503, "busy");
+        return;
+    }
+    http_defer(x);
+}
+
+static void api(struct http_exchange *x)
+{
+    const struct http_request *req = http_request(x);
+    struct api_job *a = calloc(1, sizeof(*a));
+    if (!a) {
+        http_respond_status(x, 503);
+        return;
+    }
+    int st = route(req->method, req->path + strlen("/api/v1"), a);
+    if (st) {
+        free(a);
+        respond_json(x, st, st == 405 ? "method not allowed" : "no such resource");
+        return;
+    }
+    http_auth_basic(x, "Floe administration", authorised, a);
+}
+
+void api_http_init(void)
+{
+    http_route("admin", "/api/v1", api);
+}
