@@ -152,61 +152,6 @@ int acl_grantee_kind_parse(const char *s, enum acl_grantee_kind *kind_r)
 
 /* ---- database helpers ---- */
 
-/* A unit of work: the caller's transaction under a savepoint, or our own. */
-struct op {
-    bool own;
-};
-
-static int op_begin(PGconn *c, struct op *op, char *err, size_t errlen)
-{
-    PGTransactionStatusType ts = PQtransactionStatus(c);
-    if (ts == PQTRANS_IDLE) {
-        if (db_begin(c) != 0) {
-            db_set_error(err, errlen, c, NULL, "cannot begin");
-            return -1;
-        }
-        op->own = true;
-        return 0;
-    }
-    if (ts != PQTRANS_INTRANS) {
-        set_err(err, errlen, "the connection's transaction has failed or is busy");
-        return -1;
-    }
-    PGresult *r = PQexec(c, "SAVEPOINT floe_acl");
-    bool ok = db_ok(r);
-    if (!ok)
-        db_set_error(err, errlen, c, r, "cannot set a savepoint");
-    PQclear(r);
-    op->own = false;
-    return ok ? 0 : -1;
-}
-
-static int op_commit(PGconn *c, struct op *op, char *err, size_t errlen)
-{
-    if (op->own) {
-        if (db_commit(c) != 0) {
-            db_set_error(err, errlen, c, NULL, "cannot commit");
-            return -1;
-        }
-        return 0;
-    }
-    PGresult *r = PQexec(c, "RELEASE SAVEPOINT floe_acl");
-    bool ok = db_ok(r);
-    if (!ok)
-        db_set_error(err, errlen, c, r, "cannot release the savepoint");
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
-static void op_abort(PGconn *c, struct op *op)
-{
-    if (op->own) {
-        db_rollback(c);
-        return;
-    }
-    PGresult *r = PQexec(c, "ROLLBACK TO SAVEPOINT floe_acl; RELEASE SAVEPOINT floe_acl");
-    PQclear(r);
-}
 
 static PGresult *run(PGconn *c, const char *sql, int nparams, const char *const *params,
                      const char *what, char *err, size_t errlen)
@@ -335,8 +280,8 @@ int acl_set(PGconn *c, long long folder_id, enum acl_grantee_kind kind, long lon
     acl_mask_format(mask, letters);
     const char *gidp = kind == ACL_GRANTEE_ANYONE ? NULL : gid;
 
-    struct op op;
-    if (op_begin(c, &op, err, errlen) != 0)
+    struct db_op op;
+    if (db_op_begin(c, &op, err, errlen) != 0)
         return -1;
     bool inherit;
     PGresult *r;
@@ -391,11 +336,11 @@ int acl_set(PGconn *c, long long folder_id, enum acl_grantee_kind kind, long lon
     }
     if (touch_folder(c, fid, owner, err, errlen) != 0)
         goto fail;
-    if (op_commit(c, &op, err, errlen) != 0)
+    if (db_op_commit(c, &op, err, errlen) != 0)
         goto fail;
     return 0;
 fail:
-    op_abort(c, &op);
+    db_op_abort(c, &op);
     return rc;
 }
 
@@ -403,8 +348,8 @@ int acl_reset_inherit(PGconn *c, long long folder_id, char *err, size_t errlen)
 {
     char fid[24], owner[24];
     snprintf(fid, sizeof fid, "%lld", folder_id);
-    struct op op;
-    if (op_begin(c, &op, err, errlen) != 0)
+    struct db_op op;
+    if (db_op_begin(c, &op, err, errlen) != 0)
         return -1;
     bool inherit;
     int rc = lock_folder(c, fid, owner, &inherit, err, errlen);
@@ -424,11 +369,11 @@ int acl_reset_inherit(PGconn *c, long long folder_id, char *err, size_t errlen)
     PQclear(r);
     if (touch_folder(c, fid, owner, err, errlen) != 0)
         goto fail;
-    if (op_commit(c, &op, err, errlen) != 0)
+    if (db_op_commit(c, &op, err, errlen) != 0)
         goto fail;
     return 0;
 fail:
-    op_abort(c, &op);
+    db_op_abort(c, &op);
     return rc;
 }
 

@@ -361,3 +361,56 @@ int db_migrate(PGconn *c, char *err, size_t errlen)
     set_err(err, errlen, "db_migrate: migrations did not converge");
     return -1;
 }
+
+/* ---- units of work ---- */
+
+int db_op_begin(PGconn *c, struct db_op *op, char *err, size_t errlen)
+{
+    PGTransactionStatusType ts = PQtransactionStatus(c);
+    if (ts == PQTRANS_IDLE) {
+        if (db_begin(c) != 0) {
+            db_set_error(err, errlen, c, NULL, "cannot begin");
+            return -1;
+        }
+        op->own = true;
+        return 0;
+    }
+    if (ts != PQTRANS_INTRANS) {
+        set_err(err, errlen, "the connection's transaction has failed or is busy");
+        return -1;
+    }
+    PGresult *r = PQexec(c, "SAVEPOINT floe_op");
+    bool ok = db_ok(r);
+    if (!ok)
+        db_set_error(err, errlen, c, r, "cannot set a savepoint");
+    PQclear(r);
+    op->own = false;
+    return ok ? 0 : -1;
+}
+
+int db_op_commit(PGconn *c, struct db_op *op, char *err, size_t errlen)
+{
+    if (op->own) {
+        if (db_commit(c) != 0) {
+            db_set_error(err, errlen, c, NULL, "cannot commit");
+            return -1;
+        }
+        return 0;
+    }
+    PGresult *r = PQexec(c, "RELEASE SAVEPOINT floe_op");
+    bool ok = db_ok(r);
+    if (!ok)
+        db_set_error(err, errlen, c, r, "cannot release the savepoint");
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+void db_op_abort(PGconn *c, struct db_op *op)
+{
+    if (op->own) {
+        db_rollback(c);
+        return;
+    }
+    PGresult *r = PQexec(c, "ROLLBACK TO SAVEPOINT floe_op; RELEASE SAVEPOINT floe_op");
+    PQclear(r);
+}

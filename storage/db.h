@@ -73,4 +73,15 @@ bool db_sqlstate_is(const PGresult *res, const char *sqlstate);
  * be NULL. */
 void db_set_error(char *err, size_t errlen, const PGconn *c, const PGresult *res, const char *what);
 
+/* A unit of work that runs inside the caller's transaction when one is open (under
+ * a savepoint, so a failure undoes only this unit and leaves the caller's
+ * transaction usable) or in a transaction of its own otherwise. */
+struct db_op {
+    bool own;
+};
+/* 0 ok; -1 with message (also when the caller's transaction has already failed). */
+int db_op_begin(PGconn *c, struct db_op *op, char *err, size_t errlen);
+int db_op_commit(PGconn *c, struct db_op *op, char *err, size_t errlen);
+void db_op_abort(PGconn *c, struct db_op *op);
+
 #endif

@@ -192,61 +192,6 @@ static size_t path_depth(const char *path)
 
 /* ---- database helpers ---- */
 
-/* A unit of work: the caller's transaction under a savepoint, or our own. */
-struct op {
-    bool own;
-};
-
-static int op_begin(PGconn *c, struct op *op, char *err, size_t errlen)
-{
-    PGTransactionStatusType ts = PQtransactionStatus(c);
-    if (ts == PQTRANS_IDLE) {
-        if (db_begin(c) != 0) {
-            db_set_error(err, errlen, c, NULL, "cannot begin");
-            return -1;
-        }
-        op->own = true;
-        return 0;
-    }
-    if (ts != PQTRANS_INTRANS) {
-        set_err(err, errlen, "the connection's transaction has failed or is busy");
-        return -1;
-    }
-    PGresult *r = PQexec(c, "SAVEPOINT floe_folders");
-    bool ok = db_ok(r);
-    if (!ok)
-        db_set_error(err, errlen, c, r, "cannot set a savepoint");
-    PQclear(r);
-    op->own = false;
-    return ok ? 0 : -1;
-}
-
-static int op_commit(PGconn *c, struct op *op, char *err, size_t errlen)
-{
-    if (op->own) {
-        if (db_commit(c) != 0) {
-            db_set_error(err, errlen, c, NULL, "cannot commit");
-            return -1;
-        }
-        return 0;
-    }
-    PGresult *r = PQexec(c, "RELEASE SAVEPOINT floe_folders");
-    bool ok = db_ok(r);
-    if (!ok)
-        db_set_error(err, errlen, c, r, "cannot release the savepoint");
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
-static void op_abort(PGconn *c, struct op *op)
-{
-    if (op->own) {
-        db_rollback(c);
-        return;
-    }
-    PGresult *r = PQexec(c, "ROLLBACK TO SAVEPOINT floe_folders; RELEASE SAVEPOINT floe_folders");
-    PQclear(r);
-}
 
 /* Runs one statement; the result when it succeeded, else NULL with err set
  * (and *failed_r, when given, holding the failed result; the caller clears
@@ -490,8 +435,8 @@ int folders_create(PGconn *c, long long account_id, const char *path, enum folde
     char acct[24], parent[24];
     snprintf(acct, sizeof acct, "%lld", account_id);
 
-    struct op op;
-    if (op_begin(c, &op, err, errlen) != 0)
+    struct db_op op;
+    if (db_op_begin(c, &op, err, errlen) != 0)
         return -1;
     struct folder f;
     rc = lock_account(c, acct, err, errlen);
@@ -529,7 +474,7 @@ int folders_create(PGconn *c, long long account_id, const char *path, enum folde
                        &f, err, errlen);
     if (rc != 0)
         goto fail;
-    if (op_commit(c, &op, err, errlen) != 0) {
+    if (db_op_commit(c, &op, err, errlen) != 0) {
         rc = -1;
         goto fail;
     }
@@ -537,7 +482,7 @@ int folders_create(PGconn *c, long long account_id, const char *path, enum folde
         *f_r = f;
     return 0;
 fail:
-    op_abort(c, &op);
+    db_op_abort(c, &op);
     return rc;
 }
 
@@ -659,8 +604,8 @@ int folders_create_defaults(PGconn *c, long long account_id, const char *lang)
     snprintf(acct, sizeof acct, "%lld", account_id);
     size_t li = lang_index(lang);
 
-    struct op op;
-    if (op_begin(c, &op, err, sizeof err) != 0)
+    struct db_op op;
+    if (db_op_begin(c, &op, err, sizeof err) != 0)
         return -1;
     int rc = lock_account(c, acct, err, sizeof err);
     if (rc != 0)
@@ -690,13 +635,13 @@ int folders_create_defaults(PGconn *c, long long account_id, const char *lang)
             goto fail;
         made += rc;
     }
-    if (op_commit(c, &op, err, sizeof err) != 0) {
+    if (db_op_commit(c, &op, err, sizeof err) != 0) {
         rc = -1;
         goto fail;
     }
     return made;
 fail:
-    op_abort(c, &op);
+    db_op_abort(c, &op);
     return rc;
 }
 
@@ -771,8 +716,8 @@ int folders_rename(PGconn *c, long long account_id, const char *old_path, const 
     char acct[24], src[24], parent[24], m[24];
     snprintf(acct, sizeof acct, "%lld", account_id);
 
-    struct op op;
-    if (op_begin(c, &op, err, errlen) != 0)
+    struct db_op op;
+    if (db_op_begin(c, &op, err, errlen) != 0)
         return -1;
     PGresult *r;
     struct folder f;
@@ -856,13 +801,13 @@ int folders_rename(PGconn *c, long long account_id, const char *old_path, const 
         goto fail;
     }
     PQclear(r);
-    if (op_commit(c, &op, err, errlen) != 0) {
+    if (db_op_commit(c, &op, err, errlen) != 0) {
         rc = -1;
         goto fail;
     }
     return 0;
 fail:
-    op_abort(c, &op);
+    db_op_abort(c, &op);
     return rc;
 }
 
@@ -876,8 +821,8 @@ int folders_delete(PGconn *c, long long account_id, const char *path, char *err,
     char acct[24], src[24], m[24];
     snprintf(acct, sizeof acct, "%lld", account_id);
 
-    struct op op;
-    if (op_begin(c, &op, err, errlen) != 0)
+    struct db_op op;
+    if (db_op_begin(c, &op, err, errlen) != 0)
         return -1;
     PGresult *r;
     struct folder f;
@@ -926,13 +871,13 @@ int folders_delete(PGconn *c, long long account_id, const char *path, char *err,
         goto fail;
     }
     PQclear(r);
-    if (op_commit(c, &op, err, errlen) != 0) {
+    if (db_op_commit(c, &op, err, errlen) != 0) {
         rc = -1;
         goto fail;
     }
     return 0;
 fail:
-    op_abort(c, &op);
+    db_op_abort(c, &op);
     return rc;
 }
 
