@@ -28,6 +28,14 @@ struct metrics_service *metrics_service(const char *name)
     return m;
 }
 
+struct metrics_service *metrics_find(const char *name)
+{
+    for (size_t i = 0; i < nservices; i++)
+        if (!strcmp(services[i].name, name))
+            return &services[i];
+    return NULL;
+}
+
 void metrics_command(struct metrics_service *m, uint64_t duration_us, bool failed)
 {
     if (!m)

@@ -38,6 +38,8 @@ struct metrics_service {
 /* Returns the block for service name, registering it on first use (start-up only:
  * registration itself is not thread-safe). NULL past METRICS_MAX_SERVICES. */
 struct metrics_service *metrics_service(const char *name);
+/* The block of a service registered at start, or NULL (safe from any thread). */
+struct metrics_service *metrics_find(const char *name);
 /* Records one command: its duration and whether it failed (protocol error reply). */
 void metrics_command(struct metrics_service *m, uint64_t duration_us, bool failed);
 /* Renders every registered service into buf (Prometheus text format 0.0.4).

@@ -7,11 +7,15 @@
  * change with If-Match applies only if nobody changed the account meanwhile (412
  * otherwise), so two administrators cannot silently overwrite each other. */
 #include <jansson.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "node/http/auth.h"
+#include "node/metrics.h"
 #include "node/http/http.h"
 #include "node/server.h"
 #include "node/services.h"
@@ -27,6 +31,8 @@ enum api_op {
     OP_ACCOUNT_ADD,
     OP_ACCOUNT_UPDATE,
     OP_ACCOUNT_DELETE,
+    OP_CLUSTER_STATUS,
+    OP_SERVICES,
 };
 
 struct api_job {
@@ -169,6 +175,29 @@ static void api_work(struct job *j, struct worker *w)
         if (rc == 0)
             a->status = 204;
         break;
+    case OP_CLUSTER_STATUS: {
+        struct cluster_status st;
+        rc = cluster_status_read(c, &st, err, sizeof(err));
+        if (rc == 0) {
+            json_t *nodes = json_array();
+            for (size_t i = 0; i < st.nnodes; i++) {
+                const struct cluster_node_status *ns = &st.nodes[i];
+                json_t *conns = json_loads(ns->connections, 0, NULL);
+                json_array_append_new(
+                    nodes, json_pack("{s:s,s:s,s:b,s:s,s:I,s:o}", "node", ns->node_id, "state",
+                                     ns->state, "master", ns->master, "version", ns->version,
+                                     "heartbeat_age", (json_int_t)ns->heartbeat_age_s,
+                                     "connections", conns ? conns : json_object()));
+            }
+            a->out = json_pack("{s:I,s:s?,s:s?,s:o}", "epoch", (json_int_t)st.epoch, "master",
+                               *st.master ? st.master : NULL, "pinned",
+                               *st.pinned ? st.pinned : NULL, "nodes", nodes);
+            cluster_status_free(&st);
+        }
+        break;
+    }
+    case OP_SERVICES:
+        break; /* answered without a worker */
     }
     if (rc != 0) {
         json_decref(a->out);
@@ -216,6 +245,10 @@ static int route(const char *method, const char *rest, struct api_job *a)
         return get ? (a->op = OP_DOMAINS_LIST, 0) : post ? (a->op = OP_DOMAIN_ADD, 0) : 405;
     if (!strcmp(rest, "/accounts"))
         return get ? (a->op = OP_ACCOUNTS_LIST, 0) : post ? (a->op = OP_ACCOUNT_ADD, 0) : 405;
+    if (!strcmp(rest, "/cluster"))
+        return get ? (a->op = OP_CLUSTER_STATUS, 0) : 405;
+    if (!strcmp(rest, "/services"))
+        return get ? (a->op = OP_SERVICES, 0) : 405;
     const char *name = NULL;
     if (!strncmp(rest, "/domains/", 9)) {
         name = rest + 9;
@@ -271,6 +304,35 @@ static int read_request(struct http_exchange *x, struct api_job *a, const char *
     return 0;
 }
 
+/* This node's services: what runs, connections, uptime (seed 003's services list). */
+static void services_status(struct http_exchange *x)
+{
+    json_t *list = json_array();
+    struct runtime *rt = runtime_get();
+    for (size_t i = 0; i < rt->cfg->nservices; i++) {
+        const struct service_config *sc = &rt->cfg->services[i];
+        /* services that run registered their counters at start (a service enabled by a
+         * reload runs only after a restart) */
+        struct metrics_service *m = sc->enabled ? metrics_find(sc->name) : NULL;
+        json_t *o = json_pack("{s:s,s:b}", "service", sc->name, "running", m != NULL);
+        if (m) {
+            json_object_set_new(o, "connections",
+                                json_integer((json_int_t)atomic_load(&m->connections_active)));
+            json_object_set_new(o, "connections_total",
+                                json_integer((json_int_t)atomic_load(&m->connections_total)));
+            json_object_set_new(o, "uptime",
+                                json_integer((json_int_t)(time(NULL) - m->started_unix)));
+        }
+        json_array_append_new(list, o);
+    }
+    json_t *o = json_pack("{s:s,s:o}", "node", rt->cfg->node_id, "services", list);
+    runtime_put(&rt);
+    char *text = json_dumps(o, JSON_COMPACT);
+    http_respond(x, 200, "application/json", text, strlen(text), NULL);
+    free(text);
+    json_decref(o);
+}
+
 static void authorised(struct http_exchange *x, const struct dir_account *who, void *arg)
 {
     struct api_job *a = arg;
@@ -280,6 +342,12 @@ static void authorised(struct http_exchange *x, const struct dir_account *who, v
         json_decref(a->body);
         free(a);
         respond_json(x, st, st == 403 ? "server administrators only" : why);
+        return;
+    }
+    if (a->op == OP_SERVICES) {
+        json_decref(a->body);
+        free(a);
+        services_status(x);
         return;
     }
     a->x = x;

@@ -92,3 +92,20 @@ def test_bad_requests(api):
                         "-u", ":".join(ADMIN), f"{base}/accounts/../domains"],
                        capture_output=True, text=True)
     assert r.stdout == "400"
+
+
+def test_cluster_and_service_status(api):
+    n, base = api
+    r = call("GET", f"{base}/services")
+    assert r.status_code == 200
+    status = {s["service"]: s for s in r.json()["services"]}
+    assert status["admin"]["running"] is True and status["admin"]["connections"] >= 1
+    assert status["admin"]["uptime"] >= 0
+    assert status["daytime"]["running"] is False and "connections" not in status["daytime"]
+    assert r.json()["node"] == "it1"
+    r = call("GET", f"{base}/cluster")
+    assert r.status_code == 200
+    c = r.json()
+    assert any(node["node"] == "it1" and node["state"] == "up" for node in c["nodes"])
+    assert call("POST", f"{base}/cluster").status_code == 405
+    assert call("GET", f"{base}/services", auth=("user@api.test", "user-secret-1")).status_code == 403
