@@ -17,6 +17,7 @@
  * the essentials for rows written by other means.
  */
 #include "proto/text/utf8.h"
+#include "storage/directory.h"
 #include "storage/folders.h"
 
 #include <stdarg.h>
@@ -193,54 +194,6 @@ static size_t path_depth(const char *path)
 /* ---- database helpers ---- */
 
 
-/* Runs one statement; the result when it succeeded, else NULL with err set
- * (and *failed_r, when given, holding the failed result; the caller clears
- * it). */
-static PGresult *run(PGconn *c, const char *sql, int nparams, const char *const *params,
-                     const char *what, PGresult **failed_r, char *err, size_t errlen)
-{
-    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-    if (db_ok(r))
-        return r;
-    db_set_error(err, errlen, c, r, what);
-    if (failed_r != NULL)
-        *failed_r = r;
-    else
-        PQclear(r);
-    return NULL;
-}
-
-/* Runs a query in single-row mode and calls fn for each row until it returns
- * non-zero. The result is always drained so the connection stays usable.
- * Returns 0, or -1 with err on a database error. */
-static int query_each(PGconn *c, const char *sql, int nparams, const char *const *params,
-                      int (*fn)(const PGresult *r, int row, void *arg), void *arg, const char *what,
-                      char *err, size_t errlen)
-{
-    if (!PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0)) {
-        db_set_error(err, errlen, c, NULL, what);
-        return -1;
-    }
-    (void)PQsetSingleRowMode(c);
-    int rc = 0;
-    bool stop = false;
-    PGresult *r;
-    while ((r = PQgetResult(c)) != NULL) {
-        ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
-            int nt = PQntuples(r);
-            for (int i = 0; i < nt && !stop && rc == 0; i++)
-                if (fn(r, i, arg) != 0)
-                    stop = true;
-        } else if (rc == 0) {
-            db_set_error(err, errlen, c, r, what);
-            rc = -1;
-        }
-        PQclear(r);
-    }
-    return rc;
-}
-
 static long long cell_ll(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
@@ -271,7 +224,7 @@ static void fill_folder(struct folder *f, const PGresult *r, int row)
 static int lock_account(PGconn *c, const char *acct, char *err, size_t errlen)
 {
     const char *p[] = {acct};
-    PGresult *r = run(c, "SELECT 1 FROM accounts WHERE id = $1::bigint FOR NO KEY UPDATE", 1, p,
+    PGresult *r = dir_sql(c, "SELECT 1 FROM accounts WHERE id = $1::bigint FOR NO KEY UPDATE", 1, p,
                       "cannot lock the account", NULL, err, errlen);
     if (r == NULL)
         return -1;
@@ -306,7 +259,7 @@ static int find_path(PGconn *c, const char *acct, const char *path, struct folde
                      size_t errlen)
 {
     const char *p[] = {acct, path};
-    PGresult *r = run(c,
+    PGresult *r = dir_sql(c,
                       "SELECT " FOLDER_COLS " FROM folders f"
                       " WHERE f.account_id = $1::bigint AND f.path = $2::text COLLATE \"C\"",
                       2, p, "cannot look up folder", NULL, err, errlen);
@@ -335,7 +288,7 @@ static int insert_folder(PGconn *c, const char *acct, const char *parent, const 
     /* RFC 3501 §2.3.1.1: UIDVALIDITY from the clock, and above every value the
      * account handed out before, so a folder re-created under an old name
      * never gets the old value back, even within the same second. */
-    PGresult *r = run(c,
+    PGresult *r = dir_sql(c,
                       "WITH a AS ("
                       "  UPDATE accounts SET modseq = modseq + 1,"
                       "   uidvalidity_last = greatest(uidvalidity_last + 1,"
@@ -452,7 +405,7 @@ int folders_create(PGconn *c, long long account_id, const char *path, enum folde
         goto fail;
     if (rname != NULL) {
         const char *rp[] = {acct, rname};
-        PGresult *r = run(c, "SELECT path FROM folders WHERE account_id = $1::bigint AND role = $2",
+        PGresult *r = dir_sql(c, "SELECT path FROM folders WHERE account_id = $1::bigint AND role = $2",
                           2, rp, "cannot look up folder role", NULL, err, errlen);
         if (r == NULL) {
             rc = -1;
@@ -539,7 +492,7 @@ static int find_top_sibling(PGconn *c, const char *acct, const char *name, struc
                             char *err, size_t errlen)
 {
     const char *p[] = {acct, name};
-    PGresult *r = run(c,
+    PGresult *r = dir_sql(c,
                       "SELECT " FOLDER_COLS " FROM folders f WHERE f.account_id = $1::bigint"
                       " AND COALESCE(f.parent_id, 0) = 0"
                       " AND lower(f.name) = lower($2::text COLLATE \"C\")",
@@ -583,7 +536,7 @@ static int default_one(PGconn *c, long long account_id, const char *acct, enum f
                 return rc;
             snprintf(id, sizeof id, "%lld", f.id);
             const char *p[] = {id, rname, m};
-            PGresult *r = run(c,
+            PGresult *r = dir_sql(c,
                               "UPDATE folders SET role = $2, highest_modseq = $3::bigint"
                               " WHERE id = $1::bigint",
                               3, p, "cannot set folder role", NULL, err, errlen);
@@ -611,7 +564,7 @@ int folders_create_defaults(PGconn *c, long long account_id, const char *lang)
     if (rc != 0)
         goto fail;
     PGresult *r =
-        run(c, "SELECT role FROM folders WHERE account_id = $1::bigint AND role IS NOT NULL", 1,
+        dir_sql(c, "SELECT role FROM folders WHERE account_id = $1::bigint AND role IS NOT NULL", 1,
             (const char *const[]){acct}, "cannot read folder roles", NULL, err, sizeof err);
     if (r == NULL) {
         rc = -1;
@@ -660,7 +613,7 @@ int folders_find_path(PGconn *c, long long account_id, const char *path, struct 
 static int find_one(PGconn *c, const char *sql, int n, const char *const *params,
                     struct folder *f_r)
 {
-    PGresult *r = run(c, sql, n, params, "cannot look up folder", NULL, NULL, 0);
+    PGresult *r = dir_sql(c, sql, n, params, "cannot look up folder", NULL, NULL, 0);
     if (r == NULL)
         return -1;
     int rows = PQntuples(r);
@@ -739,7 +692,7 @@ int folders_rename(PGconn *c, long long account_id, const char *old_path, const 
 
     /* The deepest and the longest path of the subtree must still fit. */
     const char *sp[] = {acct, from, src};
-    r = run(c,
+    r = dir_sql(c,
             "SELECT max(octet_length(f.path)), max(cardinality(string_to_array(f.path, '/')))"
             " FROM folders f WHERE " SUBTREE_OF,
             3, sp, "cannot measure the subtree", NULL, err, errlen);
@@ -774,7 +727,7 @@ int folders_rename(PGconn *c, long long account_id, const char *old_path, const 
     const char *leaf = to + (parent[0] ? parent_len(to) + 1 : 0);
     const char *up[] = {src, parent[0] ? parent : NULL, leaf, to, m};
     PGresult *failed = NULL;
-    r = run(c,
+    r = dir_sql(c,
             "UPDATE folders SET parent_id = $2::bigint, name = $3, path = $4,"
             " highest_modseq = $5::bigint WHERE id = $1::bigint",
             5, up, "cannot rename folder", &failed, err, errlen);
@@ -792,7 +745,7 @@ int folders_rename(PGconn *c, long long account_id, const char *old_path, const 
      * (no id given). substr() counts characters; the old prefix is a whole
      * number of them. */
     const char *dp[] = {acct, from, "0", to, m};
-    r = run(c,
+    r = dir_sql(c,
             "UPDATE folders f SET path = $4::text || substr(f.path, char_length($2::text) + 1),"
             " highest_modseq = $5::bigint WHERE " SUBTREE_OF,
             5, dp, "cannot rename subfolders", NULL, err, errlen);
@@ -834,7 +787,7 @@ int folders_delete(PGconn *c, long long account_id, const char *path, char *err,
         goto fail;
     snprintf(src, sizeof src, "%lld", f.id);
     const char *sp[] = {acct, p, src};
-    r = run(c, "SELECT f.path FROM folders f WHERE " SUBTREE_OF " AND f.role = 'inbox'", 3, sp,
+    r = dir_sql(c, "SELECT f.path FROM folders f WHERE " SUBTREE_OF " AND f.role = 'inbox'", 3, sp,
             "cannot look at the subtree", NULL, err, errlen);
     if (r == NULL) {
         rc = -1;
@@ -854,7 +807,7 @@ int folders_delete(PGconn *c, long long account_id, const char *path, char *err,
     /* One tombstone per folder, all at this modseq; then the rows (their
      * content goes with them through ON DELETE CASCADE). */
     const char *tp[] = {acct, p, src, m};
-    r = run(c,
+    r = dir_sql(c,
             "INSERT INTO tombstones (account_id, modseq, object_kind, object_id, folder_id)"
             " SELECT f.account_id, $4::bigint, 'folder', f.id, f.parent_id FROM folders f"
             " WHERE " SUBTREE_OF,
@@ -864,7 +817,7 @@ int folders_delete(PGconn *c, long long account_id, const char *path, char *err,
         goto fail;
     }
     PQclear(r);
-    r = run(c, "DELETE FROM folders f WHERE " SUBTREE_OF, 3, sp, "cannot delete folder", NULL, err,
+    r = dir_sql(c, "DELETE FROM folders f WHERE " SUBTREE_OF, 3, sp, "cannot delete folder", NULL, err,
             errlen);
     if (r == NULL) {
         rc = -1;
@@ -908,7 +861,7 @@ int folders_list(PGconn *c, long long account_id, folders_cb cb, void *ctx, char
     const char *p[] = {acct};
     struct folder_each e = {cb, ctx};
     /* Arrays of names compare name by name: depth first, parent first. */
-    return query_each(c,
+    return dir_sql_each(c,
                       "SELECT " FOLDER_COLS " FROM folders f WHERE f.account_id = $1::bigint"
                       " ORDER BY string_to_array(f.path, '/')",
                       1, p, folder_row, &e, "cannot list folders", err, errlen);
@@ -925,12 +878,12 @@ int folders_subscribe(PGconn *c, long long account_id, long long folder_id, bool
     PGresult *failed = NULL;
     PGresult *r;
     if (on)
-        r = run(c,
+        r = dir_sql(c,
                 "INSERT INTO subscriptions (account_id, folder_id)"
                 " VALUES ($1::bigint, $2::bigint) ON CONFLICT DO NOTHING",
                 2, p, "cannot subscribe", &failed, NULL, 0);
     else
-        r = run(c,
+        r = dir_sql(c,
                 "WITH d AS (DELETE FROM subscriptions"
                 "  WHERE account_id = $1::bigint AND folder_id = $2::bigint)"
                 " SELECT 1 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1::bigint)"
@@ -954,7 +907,7 @@ int folders_subscriptions(PGconn *c, long long account_id, folders_cb cb, void *
     snprintf(acct, sizeof acct, "%lld", account_id);
     const char *p[] = {acct};
     struct folder_each e = {cb, ctx};
-    return query_each(c,
+    return dir_sql_each(c,
                       "SELECT " FOLDER_COLS " FROM subscriptions s JOIN folders f"
                       " ON f.id = s.folder_id WHERE s.account_id = $1::bigint"
                       " ORDER BY f.account_id <> $1::bigint, f.account_id,"
