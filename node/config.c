@@ -361,6 +361,66 @@ static int load_service(struct config *cfg, const struct service_def *def, char 
     return 0;
 }
 
+static int load_smtp(struct config *cfg, char *err, size_t errlen)
+{
+    const struct ini *ini = cfg->ini;
+    struct smtp_config *sm = &cfg->smtp;
+    size_t default_size = 50u << 20;
+    if (get_str(ini, "smtp", "", "hostname", cfg->hostname, &sm->hostname) < 0 ||
+        get_size(ini, "smtp", "max_message_size", default_size, &sm->max_message_size, err,
+                 errlen) < 0 ||
+        get_uint(ini, "smtp", "", "max_recipients", 500, 100000, &sm->max_recipients, err,
+                 errlen) < 0 ||
+        get_uint(ini, "smtp", "", "max_errors", 10, 1000, &sm->max_errors, err, errlen) < 0 ||
+        get_uint(ini, "smtp", "", "max_received", 50, 1000, &sm->max_received, err, errlen) < 0 ||
+        get_bool(ini, "smtp", "", "auth_requires_tls", true, &sm->auth_requires_tls, err,
+                 errlen) < 0 ||
+        get_access_list(cfg, "smtp", "", "relay_from", "127.0.0.1;::1", &sm->relay_from, err,
+                        errlen) < 0 ||
+        get_uint(ini, "smtp", "", "delivery_threads", 4, 256, &sm->delivery_threads, err,
+                 errlen) < 0 ||
+        get_str(ini, "smtp", "", "dns_servers", "", &sm->dns_servers) < 0 ||
+        get_uint(ini, "smtp", "", "remote_port", 25, 65535, &sm->remote_port, err, errlen) < 0 ||
+        get_uint(ini, "smtp", "", "queue_lifetime", 432000, 86400 * 60, &sm->queue_lifetime, err,
+                 errlen) < 0 ||
+        get_uint(ini, "smtp", "", "delay_warning", 14400, 86400 * 60, &sm->delay_warning, err,
+                 errlen) < 0 ||
+        get_uint(ini, "smtp", "", "retry_min", 300, 86400, &sm->retry_min, err, errlen) < 0 ||
+        get_uint(ini, "smtp", "", "retry_max", 14400, 86400 * 7, &sm->retry_max, err, errlen) <
+            0 ||
+        get_uint(ini, "smtp", "", "connect_timeout", 30, 3600, &sm->connect_timeout, err,
+                 errlen) < 0 ||
+        get_uint(ini, "smtp", "", "command_timeout", 300, 3600, &sm->command_timeout, err,
+                 errlen) < 0 ||
+        get_str(ini, "smtp", "", "smarthost", "", &sm->smarthost) < 0 ||
+        get_str(ini, "smtp", "", "smarthost_user", "", &sm->smarthost_user) < 0 ||
+        get_str(ini, "smtp", "", "smarthost_password", "", &sm->smarthost_password) < 0)
+        return -1;
+    if (sm->max_message_size < 1024)
+        return where(err, errlen, ini, find(ini, "smtp", "", "max_message_size"), "%s",
+                     "at least 1K");
+    if (sm->retry_min == 0 || sm->retry_max < sm->retry_min)
+        return ERR("%s: [smtp] retry_min must be at least 1 and at most retry_max", cfg->path);
+    if (sm->delivery_threads == 0)
+        return ERR("%s: [smtp] delivery_threads must be at least 1", cfg->path);
+    for (size_t i = 0; i < ini->count; i++) {
+        struct ini_entry *e = &ini->entries[i];
+        if (strcmp(e->section, "secure_destination") || !*e->name || strcmp(e->key, "host"))
+            continue;
+        if (sm->nsecure >= CONFIG_MAX_SECURE_DESTINATIONS)
+            return where(err, errlen, ini, e, "%s", "too many secure destinations");
+        struct secure_destination *sd = &sm->secure[sm->nsecure++];
+        snprintf(sd->name, sizeof(sd->name), "%s", e->name);
+        if (get_str(ini, "secure_destination", sd->name, "host", NULL, &sd->host) < 0 ||
+            get_str(ini, "secure_destination", sd->name, "subject", NULL, &sd->subject) < 0 ||
+            get_str(ini, "secure_destination", sd->name, "issuer", NULL, &sd->issuer) < 0 ||
+            get_str(ini, "secure_destination", sd->name, "fingerprint", NULL, &sd->fingerprint) <
+                0)
+            return ERR("out of memory");
+    }
+    return 0;
+}
+
 static int load_sections(struct config *cfg, char *err, size_t errlen)
 {
     struct ini *ini = cfg->ini;
@@ -469,6 +529,9 @@ static int load_sections(struct config *cfg, char *err, size_t errlen)
             return ERR("out of memory");
     }
 
+    if (load_smtp(cfg, err, errlen) < 0)
+        return -1;
+
     if (cfg->tls_default) {
         bool found = false;
         for (size_t i = 0; i < cfg->ncerts; i++)
@@ -573,6 +636,18 @@ void config_free(struct config **cfgp)
     free(cfg->tls_ciphers);
     free(cfg->tls_ciphersuites);
     free(cfg->tls_default);
+    free(cfg->smtp.hostname);
+    access_list_free(&cfg->smtp.relay_from);
+    free(cfg->smtp.dns_servers);
+    free(cfg->smtp.smarthost);
+    free(cfg->smtp.smarthost_user);
+    free(cfg->smtp.smarthost_password);
+    for (size_t i = 0; i < cfg->smtp.nsecure; i++) {
+        free(cfg->smtp.secure[i].host);
+        free(cfg->smtp.secure[i].subject);
+        free(cfg->smtp.secure[i].issuer);
+        free(cfg->smtp.secure[i].fingerprint);
+    }
     for (size_t i = 0; i < cfg->ncerts; i++) {
         free(cfg->certs[i].file);
         free(cfg->certs[i].key);

@@ -53,6 +53,38 @@ struct cert_config {
     char *file, *key, *chain;
 };
 
+/* [secure_destination NAME] (seed 003 "Secure Destinations"): outbound SMTP to a
+ * matching host must use TLS with a certificate that verifies, or that matches
+ * the given subject / issuer / SHA-256 fingerprint; otherwise the message is
+ * returned. */
+struct secure_destination {
+    char name[64];
+    char *host; /* host name or pattern ("*.example.com", "*") */
+    char *subject, *issuer, *fingerprint; /* NULL: not required */
+};
+
+#define CONFIG_MAX_SECURE_DESTINATIONS 64
+
+/* [smtp]: settings the SMTP services and the outbound delivery share. */
+struct smtp_config {
+    char *hostname;           /* greeting, Received:, HELO; default [node] hostname */
+    size_t max_message_size;  /* SIZE; larger messages get 552 */
+    unsigned max_recipients;  /* per message; more get 452 */
+    unsigned max_errors;      /* protocol errors per session before 421 and close */
+    unsigned max_received;    /* Received: headers before a message is a loop (554) */
+    bool auth_requires_tls;   /* AUTH offered only under TLS */
+    struct access_list *relay_from; /* clients that may relay without AUTH */
+    unsigned delivery_threads;
+    char *dns_servers;        /* "" = the system's resolvers */
+    unsigned remote_port;     /* port of remote MX hosts (25) */
+    unsigned queue_lifetime, delay_warning, retry_min, retry_max; /* seconds */
+    unsigned connect_timeout, command_timeout;                    /* seconds */
+    char *smarthost;          /* "" = deliver directly; else host[:port] */
+    char *smarthost_user, *smarthost_password;
+    struct secure_destination secure[CONFIG_MAX_SECURE_DESTINATIONS];
+    size_t nsecure;
+};
+
 struct config {
     char *path;
     char *node_id;
@@ -92,6 +124,8 @@ struct config {
 
     struct service_config services[CONFIG_MAX_SERVICES];
     size_t nservices;
+
+    struct smtp_config smtp;
 
     struct ini *ini;
 };

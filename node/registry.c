@@ -17,6 +17,12 @@ const struct service_def service_defs[] = {
     /* The web service (seed 003 "Web", ports 80/443): client auto-configuration now;
      * DAV, ActiveSync and the rest later. */
     {"web", true, "*:80", "*:443", 120, "web", "http", "webs", "https", web_configure, web_http_init, &http_session_ops},
+    /* SMTP (seed 003 port table): the MX on 25 with STARTTLS, submission on 587
+     * (AUTH required), implicit-TLS submission on 465 (RFC 8314). Settings
+     * they share are in [smtp]. RFC 5321 §4.5.3.2.7: 5 minutes idle. */
+    {"smtp", true, "*:25", "", 300, "smtp", "smtp", "smtps", "smtps", NULL, NULL, &smtp_ops},
+    {"submission", true, "*:587", "", 300, "submission", "smtp", "submissions", "smtps", NULL, NULL, &smtp_ops},
+    {"submissions", true, "", "*:465", 300, "submission", "smtp", "submissions", "smtps", NULL, NULL, &smtp_ops},
 };
 const size_t service_defs_count = sizeof(service_defs) / sizeof(service_defs[0]);
 

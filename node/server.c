@@ -35,6 +35,7 @@
 #include "node/loop.h"
 #include "node/metrics.h"
 #include "node/registry.h"
+#include "node/smtp/delivery.h"
 #include "node/tls.h"
 #include "node/workers.h"
 #include "storage/db.h"
@@ -637,7 +638,8 @@ int server_run(struct config *cfg)
 
     if ((*cfg->db_url && start_cluster(cfg, err, sizeof(err)) < 0) ||
         (*cfg->db_url && start_scheduler(cfg, err, sizeof(err)) < 0) ||
-        (*cfg->redis_url && start_bus(cfg, err, sizeof(err)) < 0)) {
+        (*cfg->redis_url && start_bus(cfg, err, sizeof(err)) < 0) ||
+        (*cfg->db_url && blobs && delivery_start(cfg, blobs, err, sizeof(err)) < 0)) {
         fprintf(stderr, "floed: %s\n", err);
         cleanup();
         return 2;
@@ -670,6 +672,7 @@ int server_run(struct config *cfg)
 
     for (unsigned i = 0; i < nloops; i++)
         loop_join(loops[i]);
+    delivery_stop();
     scheduler_stop(); /* runs the server_stopped actions */
     cluster_stop();
     bus_stop();

@@ -1,7 +1,8 @@
 /* Blob garbage collection (see blobgc.h): pages through the store's listing,
- * and for each blob old enough asks whether any message still references it
- * (messages_blob index); unreferenced ones are deleted only if still older
- * than the cutoff at the moment of deletion. */
+ * and for each blob old enough asks whether any message still references it,
+ * stored in a folder (messages_blob index) or waiting in the outbound queue
+ * (queue_messages_blob index); unreferenced ones are deleted only if still
+ * older than the cutoff at the moment of deletion. */
 #include "storage/blobgc.h"
 
 #include <stdbool.h>
@@ -30,8 +31,10 @@ static int collect(const char *id, long long written_unix, void *ctx)
 static int referenced(PGconn *c, const char *id, bool *yes_r)
 {
     const char *p[] = {id};
-    PGresult *r = PQexecParams(c, "SELECT 1 FROM messages WHERE blob_id = $1 LIMIT 1", 1, NULL, p,
-                               NULL, NULL, 0);
+    PGresult *r = PQexecParams(c,
+                               "SELECT 1 WHERE EXISTS (SELECT 1 FROM messages WHERE blob_id = $1)"
+                               " OR EXISTS (SELECT 1 FROM queue_messages WHERE blob_id = $1)",
+                               1, NULL, p, NULL, NULL, 0);
     int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
     *yes_r = rc == 0 && PQntuples(r) > 0;
     PQclear(r);

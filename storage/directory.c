@@ -713,7 +713,7 @@ int dir_account_set_disabled(PGconn *c, const char *address, bool disabled, char
 }
 
 #define FIND_SQL                                                                                   \
-    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash"                                                 \
+    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash, a.scram_sha256"                                 \
     " FROM accounts a JOIN domains d ON d.id = a.domain_id"                                        \
     " WHERE a.domain_id = " DIR_DOMAIN_ID_OF("$2") " AND lower(a.local_part) = $1"
 
@@ -813,7 +813,7 @@ fail:
  * it). Aliases are stored under the domain's own name. */
 /* clang-format off */
 #define AUTH_ADDRESS_SQL                                                                           \
-    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash FROM ("                                          \
+    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash, a.scram_sha256 FROM ("                                          \
     " SELECT 1 AS pri, x.id FROM accounts x"                                                       \
     "  WHERE x.domain_id = " DIR_DOMAIN_ID_OF("$2") " AND lower(x.local_part) = $1"                \
     " UNION ALL"                                                                                   \
@@ -829,19 +829,17 @@ fail:
  * enough to know it is ambiguous. accounts_local_part (migration 0003)
  * serves the lookup across domains. */
 #define AUTH_LOCAL_SQL                                                                             \
-    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash"                                                 \
+    "SELECT " DIR_ACCOUNT_COLS ", a.password_hash, a.scram_sha256"                                 \
     " FROM accounts a JOIN domains d ON d.id = a.domain_id"                                        \
     " WHERE lower(a.local_part) = $1"                                                              \
     " AND (SELECT login_policy FROM server_settings) = 'local_part_when_unambiguous'"              \
     " LIMIT 2"
 
-int dir_authenticate(PGconn *c, const char *login, const char *password, struct dir_account *a_r)
+/* The row of the account a login names (the columns of dir_fill_account(),
+ * then password_hash and scram_sha256). Returns 1 with *r_r (caller clears),
+ * 0 when no single account with a login matches, -2 on a database error. */
+static int login_row(PGconn *c, const char *login, PGresult **r_r)
 {
-    /* A password that breaks the rules can match no stored hash; refusing it
-     * before any lookup reveals nothing about the account. */
-    if (password_check(password, NULL, 0) != 0)
-        return -1;
-
     char local[DIR_LOCAL_PART_MAX + 1], lower[DIR_LOCAL_PART_MAX + 1], dom[DIR_DOMAIN_MAX + 1];
     dom[0] = '\0';
     const char *sql;
@@ -857,8 +855,7 @@ int dir_authenticate(PGconn *c, const char *login, const char *password, struct 
         sql = AUTH_ADDRESS_SQL;
         np = 2;
     } else {
-        (void)password_verify(password, dummy_hash);
-        return -1;
+        return 0;
     }
     const char *p[] = {lower, dom};
     PGresult *r = PQexecParams(c, sql, np, NULL, p, NULL, NULL, 0);
@@ -866,10 +863,27 @@ int dir_authenticate(PGconn *c, const char *login, const char *password, struct 
         PQclear(r);
         return -2;
     }
-    /* Unknown, ambiguous, or an account without login: same work, same
-     * answer. */
+    /* Unknown, ambiguous, or an account without login. */
     if (PQntuples(r) != 1 || PQgetisnull(r, 0, DIR_ACCOUNT_NCOLS)) {
         PQclear(r);
+        return 0;
+    }
+    *r_r = r;
+    return 1;
+}
+
+int dir_authenticate(PGconn *c, const char *login, const char *password, struct dir_account *a_r)
+{
+    /* A password that breaks the rules can match no stored hash; refusing it
+     * before any lookup reveals nothing about the account. */
+    if (password_check(password, NULL, 0) != 0)
+        return -1;
+    PGresult *r = NULL;
+    int found = login_row(c, login, &r);
+    if (found < 0)
+        return -2;
+    /* Unknown, ambiguous, or an account without login: same work, same answer. */
+    if (found == 0) {
         (void)password_verify(password, dummy_hash);
         return -1;
     }
@@ -882,6 +896,23 @@ int dir_authenticate(PGconn *c, const char *login, const char *password, struct 
     if (a_r != NULL)
         *a_r = a;
     return 0;
+}
+
+int dir_scram_lookup(PGconn *c, const char *login, struct dir_account *a_r,
+                     char verifier_r[PASSWORD_SCRAM_MAX])
+{
+    PGresult *r = NULL;
+    int found = login_row(c, login, &r);
+    if (found <= 0)
+        return found < 0 ? -2 : -1;
+    dir_fill_account(a_r, r, 0, 0);
+    const char *v = PQgetvalue(r, 0, DIR_ACCOUNT_NCOLS + 1);
+    bool usable = !PQgetisnull(r, 0, DIR_ACCOUNT_NCOLS + 1) && strlen(v) < PASSWORD_SCRAM_MAX &&
+                  !a_r->disabled;
+    if (usable)
+        memcpy(verifier_r, v, strlen(v) + 1);
+    PQclear(r);
+    return usable ? 0 : -1;
 }
 
 /* ---- versions, updates (admin API) ---- */

@@ -18,6 +18,8 @@
 
 #include <libpq-fe.h>
 
+#include "storage/password.h"
+
 /* The named thing (domain, account) does not exist. */
 #define DIR_ENOTFOUND (-2)
 /* The name is taken (by a domain, a domain alias or an account). */
@@ -164,7 +166,17 @@ int dir_account_update(PGconn *c, const char *address, long long expected_versio
                        const struct dir_account_change *ch, long long *version_r, char *err,
                        size_t errlen);
 
+/* Verifies a login (an address, an alias, or a bare local part when the login
+ * policy allows it) and its password. 0 with *a_r (may be NULL); -1 for a wrong
+ * login or password or a disabled account (the same work is done either way);
+ * -2 when the database failed. */
 int dir_authenticate(PGconn *c, const char *login, const char *password, struct dir_account *a_r);
+
+/* The SCRAM-SHA-256 verifier (storage/password.h) of the account a login
+ * names, for SASL SCRAM. 0 with *a_r and verifier_r; -1 when there is no such
+ * enabled account with a verifier; -2 when the database failed. */
+int dir_scram_lookup(PGconn *c, const char *login, struct dir_account *a_r,
+                     char verifier_r[PASSWORD_SCRAM_MAX]);
 
 /* ---- Shared by the directory's storage modules ----
  *

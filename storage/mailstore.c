@@ -30,6 +30,16 @@ static int fail(char *err, size_t errlen, PGconn *c, PGresult *r, const char *wh
     return -1;
 }
 
+/* fail() for a unit of work begun with db_op_begin(). */
+static int fail_op(char *err, size_t errlen, PGconn *c, struct db_op *op, PGresult *r,
+                   const char *what)
+{
+    db_set_error(err, errlen, c, r, what);
+    PQclear(r);
+    db_op_abort(c, op);
+    return -1;
+}
+
 static PGresult *exec(PGconn *c, const char *sql, int n, const char *const *p)
 {
     return PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
@@ -194,11 +204,14 @@ int mailstore_append(PGconn *c, long long account_id, long long folder_id, const
     int rc = check_new(m, err, errlen);
     if (rc < 0)
         return rc;
-    if (db_begin(c) < 0)
-        return fail(err, errlen, c, NULL, "cannot begin");
+    /* A unit of work, so SMTP can deliver to several mailboxes and queue the
+     * rest in one transaction. */
+    struct db_op op;
+    if (db_op_begin(c, &op, err, errlen) < 0)
+        return -1;
     long long modseq;
     if (changes_next_modseq(c, account_id, &modseq) < 0)
-        return fail(err, errlen, c, NULL, "cannot take a modseq");
+        return fail_op(err, errlen, c, &op, NULL, "cannot take a modseq");
     char acc[24], fol[24], ms[24], size[24], idate[24], flags[8], sent[24];
     snprintf(acc, sizeof(acc), "%lld", account_id);
     snprintf(fol, sizeof(fol), "%lld", folder_id);
@@ -210,32 +223,32 @@ int mailstore_append(PGconn *c, long long account_id, long long folder_id, const
                        " RETURNING uidnext - 1",
                        3, p1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return fail(err, errlen, c, r, "cannot allocate a UID");
+        return fail_op(err, errlen, c, &op, r, "cannot allocate a UID");
     if (PQntuples(r) != 1) {
         PQclear(r);
-        db_rollback(c);
+        db_op_abort(c, &op);
         snprintf(err, errlen, "no such mail folder");
         return MAIL_ENOTFOUND;
     }
     long long uid = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     if (uid > (long long)UINT32_MAX) {
-        db_rollback(c);
+        db_op_abort(c, &op);
         snprintf(err, errlen, "the folder has used every UID; it must be renamed and re-created");
         return -1;
     }
     int q = quota_charge(c, account_id, (long long)m->size, 1, enforce_quota, err, errlen);
     if (q == QUOTA_EXCEEDED) {
-        db_rollback(c);
+        db_op_abort(c, &op);
         snprintf(err, errlen, "quota exceeded");
         return MAIL_EQUOTA;
     }
     if (q < 0)
-        return fail(err, errlen, c, NULL, "cannot account quota");
+        return fail_op(err, errlen, c, &op, NULL, "cannot account quota");
 
     char *kw = keywords_literal(m->keywords, m->nkeywords);
     if (!kw) {
-        db_rollback(c);
+        db_op_abort(c, &op);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -289,7 +302,7 @@ int mailstore_append(PGconn *c, long long account_id, long long folder_id, const
     free(kw);
     free(text);
     if (!db_ok(r))
-        return fail(err, errlen, c, r, "cannot store the message");
+        return fail_op(err, errlen, c, &op, r, "cannot store the message");
     PQclear(r);
     char unseen[4], deleted[4];
     snprintf(unseen, sizeof(unseen), "%d", !(m->flags & MAIL_SEEN));
@@ -302,10 +315,10 @@ int mailstore_append(PGconn *c, long long account_id, long long folder_id, const
              " deleted = folder_counts.deleted + $3, bytes = folder_counts.bytes + $4",
              4, p3);
     if (!db_ok(r))
-        return fail(err, errlen, c, r, "cannot update the folder counters");
+        return fail_op(err, errlen, c, &op, r, "cannot update the folder counters");
     PQclear(r);
-    if (db_commit(c) < 0)
-        return fail(err, errlen, c, NULL, "cannot commit");
+    if (db_op_commit(c, &op, err, errlen) < 0)
+        return fail_op(err, errlen, c, &op, NULL, "cannot commit");
     *uid_r = (uint32_t)uid;
     *modseq_r = modseq;
     return 0;

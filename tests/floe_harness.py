@@ -66,6 +66,9 @@ class Node:
         self.admin_tls_port = free_port(host)
         self.web_port = free_port(host)
         self.web_tls_port = free_port(host)
+        self.smtp_port = free_port(host)
+        self.submission_port = free_port(host)
+        self.submissions_port = free_port(host)
         base = {
             "node": {"id": node_id, "state_dir": str(tmp_path / "state"), "io_threads": 2,
                      "workers": 2, "shutdown_timeout": 5},
@@ -74,6 +77,9 @@ class Node:
                               "listen_tls": f"{host}:{self.admin_tls_port}"},
             "service web": {"listen": f"{host}:{self.web_port}",
                             "listen_tls": f"{host}:{self.web_tls_port}"},
+            "service smtp": {"listen": f"{host}:{self.smtp_port}"},
+            "service submission": {"listen": f"{host}:{self.submission_port}"},
+            "service submissions": {"listen_tls": f"{host}:{self.submissions_port}"},
         }
         if database:
             base["database"] = {"url": database if isinstance(database, str) else pg_url()}
@@ -178,3 +184,28 @@ def floectl(config, *args, input=None, env=None):
                           text=True, input=input, env=e, timeout=60)
 
 
+
+
+def sql(node, query, *params):
+    """Runs one query against the node's database with psql; params are bound
+    as psql variables :'p1', :'p2', ... Returns the rows as lists of strings."""
+    url = node.sections["database"]["url"]
+    args = ["psql", url, "-XAtq", "-F", "\x1f", "-v", "ON_ERROR_STOP=1"]
+    for i, p in enumerate(params, 1):
+        args += ["-v", f"p{i}={p}"]
+    r = subprocess.run(args, input=query, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return [line.split("\x1f") for line in r.stdout.splitlines()]
+
+
+def sql_scalar(node, query, *params):
+    rows = sql(node, query, *params)
+    return rows[0][0] if rows else None
+
+
+def blob(node, blob_id):
+    """The bytes of a blob of the pg backend."""
+    hexdata = sql_scalar(node, "SELECT encode(coalesce(string_agg(c.data, ''::bytea ORDER BY c.seq),"
+                               " ''::bytea), 'hex') FROM blobs b LEFT JOIN blob_chunks c"
+                               " ON c.content = b.content WHERE b.id = :'p1'", blob_id)
+    return bytes.fromhex(hexdata or "")

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cluster/cluster.h"
@@ -21,8 +22,11 @@
 #include "storage/aliases.h"
 #include "storage/db.h"
 #include "storage/directory.h"
+#include "storage/folders.h"
 #include "storage/groups.h"
+#include "storage/ingest.h"
 #include "storage/policy.h"
+#include "storage/queue.h"
 #include "storage/quota.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -77,6 +81,8 @@ static void usage(FILE *f)
             "      (TARGET: tcp://HOST:PORT | http(s)://URL | dns://NAME:TYPE, TYPE one of\n"
             "       a aaaa mx txt ptr cname srv naptr; STR may hold \\r \\n \\xHH)\n"
             "  watchdog list | watchdog remove NAME | watchdog alerts [NAME]\n"
+            "  queue list | queue show ID | queue retry ID|all | queue delete ID\n"
+            "  mail deliver ADDRESS [--folder PATH] < MESSAGE   (stores it, prints the UID)\n"
             "The password may also come from the environment variable FLOE_PASSWORD.\n");
 }
 
@@ -1191,6 +1197,285 @@ static int cmd_watchdog(PGconn *c, int argc, char **argv)
     return usage(stderr), EXIT_USAGE;
 }
 
+/* ---- outbound queue ---- */
+
+/* A queue id: a whole number > 0. */
+static int queue_id_arg(const char *s, long long *id_r)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v <= 0)
+        return -1;
+    *id_r = v;
+    return 0;
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ", or "-" for 0 (not set). */
+static const char *queue_time(long long unix_s, char buf[32])
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (unix_s <= 0 || gmtime_r(&t, &tm) == NULL)
+        return "-";
+    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+static json_t *queue_info_json(const struct queue_info *m)
+{
+    char rt[32], et[32];
+    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:b,s:b,s:s,s:s,s:s,s:I,s:i,s:i,s:i,s:s}", "id",
+                     (json_int_t)m->id, "age", (json_int_t)m->age, "size", (json_int_t)m->size,
+                     "sender", m->sender, "envid", m->envid, "ret", m->ret, "body", m->body,
+                     "smtputf8", m->smtputf8, "is_notice", m->is_notice, "received",
+                     queue_time(m->received_unix, rt), "expires", queue_time(m->expires_unix, et),
+                     "origin_node", m->origin_node, "auth_account", (json_int_t)m->auth_account,
+                     "queued", m->nqueued, "delivered", m->ndelivered, "failed", m->nfailed, "blob",
+                     m->blob_id);
+}
+
+static int queue_info_collect(const struct queue_info *m, void *ctx)
+{
+    json_array_append_new(ctx, queue_info_json(m));
+    return 0;
+}
+
+static int queue_rcpt_collect(const struct queue_rcpt_info *r, void *ctx)
+{
+    char nt[32], lt[32], ut[32];
+    json_t *o = json_pack(
+        "{s:I,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "id",
+        (json_int_t)r->id, "address", r->address, "domain", r->domain, "orcpt", r->orcpt, "notify",
+        (int)r->notify, "state", r->state, "attempts", r->attempts, "next_attempt",
+        queue_time(r->next_attempt_unix, nt), "last_attempt", queue_time(r->last_attempt_unix, lt),
+        "last_status", r->last_status, "last_reply", r->last_reply, "remote_host", r->remote_host,
+        "lease_node", r->lease_node, "lease_until", queue_time(r->lease_until_unix, ut), "notice",
+        r->notice, "delay_notified", r->delay_notified);
+    json_array_append_new(json_object_get(ctx, "recipients"), o);
+    return 0;
+}
+
+static int queue_show_collect(const struct queue_info *m, void *ctx)
+{
+    json_object_update_new(ctx, queue_info_json(m));
+    return 0;
+}
+
+static int cmd_queue(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[256];
+    long long id = 0;
+    if (argc == 1 && !strcmp(argv[0], "list")) {
+        json_t *a = json_array();
+        if (queue_list(c, queue_info_collect, a, err, sizeof(err)) < 0) {
+            json_decref(a);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(a);
+        /* One stable line per message: id, age in seconds, size, <sender>,
+         * recipient counts by state. */
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v)
+        {
+            printf("%lld %llds %lld <%s> queued=%d delivered=%d failed=%d%s\n",
+                   (long long)json_integer_value(json_object_get(v, "id")),
+                   (long long)json_integer_value(json_object_get(v, "age")),
+                   (long long)json_integer_value(json_object_get(v, "size")),
+                   json_string_value(json_object_get(v, "sender")),
+                   (int)json_integer_value(json_object_get(v, "queued")),
+                   (int)json_integer_value(json_object_get(v, "delivered")),
+                   (int)json_integer_value(json_object_get(v, "failed")),
+                   json_is_true(json_object_get(v, "is_notice")) ? " notice" : "");
+        }
+        json_decref(a);
+        return EXIT_OK;
+    }
+    if (argc != 2)
+        return usage(stderr), EXIT_USAGE;
+    bool all = !strcmp(argv[0], "retry") && !strcmp(argv[1], "all");
+    if (!all && queue_id_arg(argv[1], &id) < 0)
+        return usage(stderr), EXIT_USAGE;
+    if (!strcmp(argv[0], "show")) {
+        json_t *o = json_pack("{s:[]}", "recipients");
+        if (queue_show(c, id, queue_show_collect, queue_rcpt_collect, o, err, sizeof(err)) < 0) {
+            json_decref(o);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(o);
+        printf("id:        %lld\nsender:    <%s>\nsize:      %lld\nreceived:  %s\n"
+               "expires:   %s\nenvid:     %s\nret:       %s\nbody:      %s\norigin:    %s\n",
+               id, json_string_value(json_object_get(o, "sender")),
+               (long long)json_integer_value(json_object_get(o, "size")),
+               json_string_value(json_object_get(o, "received")),
+               json_string_value(json_object_get(o, "expires")),
+               json_string_value(json_object_get(o, "envid")),
+               json_string_value(json_object_get(o, "ret")),
+               json_string_value(json_object_get(o, "body")),
+               json_string_value(json_object_get(o, "origin_node")));
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(o, "recipients"), i, v)
+        {
+            const char *reply = json_string_value(json_object_get(v, "last_reply"));
+            printf("  %s %s attempts=%d next=%s status=%s notice=%s%s%s\n",
+                   json_string_value(json_object_get(v, "address")),
+                   json_string_value(json_object_get(v, "state")),
+                   (int)json_integer_value(json_object_get(v, "attempts")),
+                   strcmp(json_string_value(json_object_get(v, "state")), "queued")
+                       ? "-"
+                       : json_string_value(json_object_get(v, "next_attempt")),
+                   *json_string_value(json_object_get(v, "last_status"))
+                       ? json_string_value(json_object_get(v, "last_status"))
+                       : "-",
+                   json_string_value(json_object_get(v, "notice")), *reply ? " reply=" : "", reply);
+        }
+        json_decref(o);
+        return EXIT_OK;
+    }
+    if (!strcmp(argv[0], "retry")) {
+        long long n = 0;
+        if (queue_retry(c, id, &n, err, sizeof(err)) < 0)
+            return fail(err);
+        if (all)
+            snprintf(msg, sizeof(msg), "%lld recipient(s) due now", n);
+        else
+            snprintf(msg, sizeof(msg), "%lld recipient(s) of message %lld due now", n, id);
+        return ok_msg(msg);
+    }
+    if (!strcmp(argv[0], "delete")) {
+        if (queue_delete(c, id, err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "message %lld deleted from the queue", id);
+        return ok_msg(msg);
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+/* ---- mail ---- */
+
+/* Largest message `mail deliver` takes from standard input. */
+#define MAIL_DELIVER_MAX (64u * 1024 * 1024)
+
+/* Reads standard input whole, at most MAIL_DELIVER_MAX bytes, with bare LF
+ * line ends made CRLF (RFC 5322 §2.3: a message's lines end in CRLF; files
+ * and pipes on Unix usually hold LF). NULL with the reason in err. */
+static char *read_message(size_t *len_r, char *err, size_t errlen)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    char in[65536];
+    bool prev_cr = false;
+    size_t n;
+    while (buf && (n = fread(in, 1, sizeof(in), stdin)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (len + 2 > MAIL_DELIVER_MAX) {
+                snprintf(err, errlen, "the message is larger than %u MiB",
+                         MAIL_DELIVER_MAX / (1024 * 1024));
+                free(buf);
+                return NULL;
+            }
+            if (len + 2 > cap) {
+                char *t = realloc(buf, cap * 2);
+                if (!t) {
+                    free(buf);
+                    buf = NULL;
+                    break;
+                }
+                buf = t;
+                cap *= 2;
+            }
+            if (in[i] == '\n' && !prev_cr)
+                buf[len++] = '\r';
+            buf[len++] = in[i];
+            prev_cr = in[i] == '\r';
+        }
+    }
+    if (!buf) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (ferror(stdin)) {
+        snprintf(err, errlen, "cannot read standard input: %s", strerror(errno));
+        free(buf);
+        return NULL;
+    }
+    *len_r = len;
+    return buf;
+}
+
+/* mail deliver: an import into one mailbox, through the same ingest path as
+ * SMTP delivery (blob, metadata, quota). The address is resolved as SMTP
+ * would (aliases, catch-all) but neither group expansion nor forwarding
+ * applies: the message goes to the one account the address names. */
+static int cmd_mail(PGconn *c, const struct config *cfg, int argc, char **argv)
+{
+    static const char *const with_value[] = {"--folder", NULL};
+    static const char *const none[] = {NULL};
+    if (argc < 2 || strcmp(argv[0], "deliver") || argv[1][0] == '-' ||
+        check_options(argc - 2, argv + 2, none, with_value) < 0)
+        return usage(stderr), EXIT_USAGE;
+    const char *address = argv[1];
+    const char *path = opt_value(argc - 2, argv + 2, "--folder");
+    char err[1024], msg[FOLDERS_PATH_MAX + DIR_ADDRESS_SIZE + 64];
+    struct dir_target t;
+    int rc = dir_resolve(c, address, &t, err, sizeof(err));
+    if (rc == DIR_ENOTFOUND) {
+        snprintf(msg, sizeof(msg), "unknown address %s", address);
+        return fail(msg);
+    }
+    if (rc < 0)
+        return fail(err);
+    struct folder f;
+    rc = path ? folders_find_path(c, t.account.id, path, &f)
+              : folders_find_role(c, t.account.id, FOLDER_ROLE_INBOX, &f);
+    if (rc == FOLDERS_ENOTFOUND && !path && folders_create_defaults(c, t.account.id, NULL) >= 0)
+        rc = folders_find_role(c, t.account.id, FOLDER_ROLE_INBOX, &f);
+    if (rc == FOLDERS_ENOTFOUND) {
+        snprintf(msg, sizeof(msg), "%s has no folder %s", t.account.address,
+                 path ? path : "INBOX");
+        return fail(msg);
+    }
+    if (rc < 0)
+        return fail(PQerrorMessage(c));
+    if (f.kind != FOLDER_KIND_MAIL) {
+        snprintf(msg, sizeof(msg), "%s is not a mail folder", f.path);
+        return fail(msg);
+    }
+    size_t len = 0;
+    char *data = read_message(&len, err, sizeof(err));
+    if (!data)
+        return fail(err);
+    struct blob_config bc;
+    config_blob(cfg, &bc);
+    struct blob_store *bs = blob_store_open(&bc, err, sizeof(err));
+    if (!bs) {
+        free(data);
+        return fail(err);
+    }
+    uint32_t uid = 0;
+    long long modseq = 0;
+    rc = mail_deliver(c, bs, t.account.id, f.id, data, len, 0, 0, true, &uid, &modseq, err,
+                      sizeof(err));
+    free(data);
+    blob_store_close(&bs);
+    if (rc == MAIL_EQUOTA) {
+        snprintf(msg, sizeof(msg), "%s is over its quota", t.account.address);
+        return fail(msg);
+    }
+    if (rc < 0)
+        return fail(err);
+    if (json_out)
+        return print_json(json_pack("{s:b,s:s,s:s,s:I,s:I}", "ok", 1, "account",
+                                    t.account.address, "folder", f.path, "uid", (json_int_t)uid,
+                                    "size", (json_int_t)len));
+    printf("%u\n", uid);
+    return EXIT_OK;
+}
+
 static int cmd_cluster(PGconn *c, int argc, char **argv)
 {
     char err[1024], msg[256];
@@ -1282,7 +1567,7 @@ int main(int argc, char **argv)
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
                                            "quota", "policy",  "login-policy", "task",
-                                           "event", "watchdog", "dns", "autodiscover", NULL};
+                                           "event", "watchdog", "dns", "autodiscover", "queue", "mail", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1322,6 +1607,8 @@ int main(int argc, char **argv)
         rc = cmd_task(c, !strcmp(cmd, "event"), sub_argc, sub_argv);
     else if (!strcmp(cmd, "watchdog"))
         rc = cmd_watchdog(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "queue"))
+        rc = cmd_queue(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "alias"))
         rc = cmd_alias(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "forward"))
@@ -1336,6 +1623,8 @@ int main(int argc, char **argv)
         rc = cmd_policy(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "login-policy"))
         rc = cmd_login_policy(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "mail"))
+        rc = cmd_mail(c, cfg, sub_argc, sub_argv);
     else
         rc = cmd_account(c, sub_argc, sub_argv);
     PQfinish(c);
