@@ -16,6 +16,7 @@
 
 #include "cluster/bus.h"
 #include "storage/aliases.h"
+#include "storage/autoreply.h"
 #include "storage/blob.h"
 #include "storage/db.h"
 #include "storage/directory.h"
@@ -25,6 +26,7 @@
 #include "storage/mailstore.h"
 #include "storage/queue.h"
 #include "storage/quota.h"
+#include "node/log.h"
 
 /* Most local targets one recipient may fan out to (a group of a whole domain). */
 #define ROUTE_TARGETS_MAX 100000
@@ -293,10 +295,193 @@ struct published {
     long long account_id, folder_id, modseq;
 };
 
+/* ---- auto-replies ---- */
+
+/* What the header section says about answering the message (RFC 3834). */
+struct header_facts {
+    bool auto_submitted, list_or_bulk;
+    char *to_cc;      /* To and Cc field bodies, lower-cased */
+    char subject[512];
+    char message_id[512];
+};
+
+static void field_value(const char *line, size_t namelen, char *out, size_t outlen)
+{
+    const char *v = line + namelen;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    snprintf(out, outlen, "%s", v);
+}
+
+/* Reads the header section of the spooled message (at most 64 KiB), unfolded. */
+static void read_header_facts(FILE *spool, struct header_facts *f)
+{
+    memset(f, 0, sizeof(*f));
+    rewind(spool);
+    char *hdr = malloc(65536 + 1);
+    if (!hdr)
+        return;
+    size_t n = fread(hdr, 1, 65536, spool);
+    hdr[n] = '\0';
+    size_t tocap = 4096, tolen = 0;
+    f->to_cc = calloc(1, tocap);
+    char *line = hdr;
+    while (line && *line && *line != '\r' && *line != '\n') {
+        /* one field: up to a line end not followed by white space */
+        char *end = line;
+        while (*end) {
+            if (*end == '\n' && end[1] != ' ' && end[1] != '\t')
+                break;
+            end++;
+        }
+        char *next = *end ? end + 1 : NULL;
+        *end = '\0';
+        for (char *p = line; *p; p++)
+            if (*p == '\r' || *p == '\n' || *p == '\t')
+                *p = ' ';
+        if (!strncasecmp(line, "Auto-Submitted:", 15)) {
+            char v[64];
+            field_value(line, 15, v, sizeof(v));
+            if (strncasecmp(v, "no", 2) != 0)
+                f->auto_submitted = true;
+        } else if (!strncasecmp(line, "Precedence:", 11)) {
+            char v[64];
+            field_value(line, 11, v, sizeof(v));
+            if (!strncasecmp(v, "bulk", 4) || !strncasecmp(v, "list", 4) ||
+                !strncasecmp(v, "junk", 4))
+                f->list_or_bulk = true;
+        } else if (!strncasecmp(line, "List-Id:", 8) || !strncasecmp(line, "List-Unsubscribe:", 17)) {
+            f->list_or_bulk = true;
+        } else if (!strncasecmp(line, "Subject:", 8)) {
+            field_value(line, 8, f->subject, sizeof(f->subject));
+        } else if (!strncasecmp(line, "Message-ID:", 11)) {
+            field_value(line, 11, f->message_id, sizeof(f->message_id));
+        } else if ((!strncasecmp(line, "To:", 3) || !strncasecmp(line, "Cc:", 3)) && f->to_cc) {
+            size_t l = strlen(line);
+            if (tolen + l + 2 <= 65536) {
+                if (tolen + l + 2 > tocap) {
+                    char *g = realloc(f->to_cc, tolen + l + 2);
+                    if (!g)
+                        break;
+                    f->to_cc = g;
+                    tocap = tolen + l + 2;
+                }
+                for (size_t i = 0; i < l; i++)
+                    f->to_cc[tolen++] = (line[i] >= 'A' && line[i] <= 'Z') ? (char)(line[i] + 32) : line[i];
+                f->to_cc[tolen++] = ' ';
+                f->to_cc[tolen] = '\0';
+            }
+        }
+        line = next;
+    }
+    free(hdr);
+}
+
+static bool mentions(const char *to_cc, const char *address)
+{
+    if (!to_cc || !*address)
+        return false;
+    char low[SMTP_ADDRESS_MAX + 1];
+    size_t i = 0;
+    for (; address[i] && i < SMTP_ADDRESS_MAX; i++)
+        low[i] = (address[i] >= 'A' && address[i] <= 'Z') ? (char)(address[i] + 32) : address[i];
+    low[i] = '\0';
+    return strstr(to_cc, low) != NULL;
+}
+
+/* Queues the reply of one account's auto-responder. */
+static int queue_autoreply(PGconn *c, struct blob_store *bs, const struct smtp_message *m,
+                           const struct smtp_local_target *t, const struct header_facts *f,
+                           const struct autoreply *a, char *err, size_t errlen)
+{
+    char date[64], id[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    snprintf(id, sizeof(id), "%lld.%lld", (long long)now, t->account_id);
+    char subject[1100];
+    if (a->subject[0])
+        snprintf(subject, sizeof(subject), "%s", a->subject);
+    else
+        snprintf(subject, sizeof(subject), "Auto: %s", f->subject);
+    char refs[1100] = "";
+    if (f->message_id[0])
+        snprintf(refs, sizeof(refs), "In-Reply-To: %s\r\nReferences: %s\r\n", f->message_id,
+                 f->message_id);
+    char *msg = NULL;
+    int len = asprintf(&msg,
+                       "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nDate: %s\r\n"
+                       "Message-ID: <autoreply.%s@%s>\r\n%sAuto-Submitted: auto-replied\r\n"
+                       "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                       "Content-Transfer-Encoding: 8bit\r\n\r\n%s\r\n",
+                       t->address, m->mail->address, subject, date, id,
+                       m->hostname ? m->hostname : "localhost", refs, a->body);
+    if (len < 0)
+        return -1;
+    char blob_id[BLOB_ID_LEN + 1];
+    int rc = blob_put(bs, c, msg, (size_t)len, blob_id, err, errlen);
+    free(msg);
+    if (rc != 0)
+        return -1;
+    /* RFC 3834 §3.3: sent from the null sender, so it cannot bounce back */
+    struct queue_message_new qm = {.blob_id = blob_id,
+                                   .size = (unsigned long long)len,
+                                   .sender = "",
+                                   .body = SMTP_BODY_8BITMIME,
+                                   .is_notice = true,
+                                   .origin_node = m->node,
+                                   .lifetime = m->queue_lifetime};
+    struct queue_rcpt_new qr = {.address = m->mail->address};
+    return queue_enqueue(c, &qm, &qr, 1, NULL, err, errlen);
+}
+
+/* After a delivery: the auto-replies owed by the accounts that got it.
+ * Returns how many were queued. */
+static int autoreplies(PGconn *c, struct blob_store *bs, const struct smtp_message *m,
+                       const struct smtp_local_target *targets, size_t n)
+{
+    if (!m->mail->address[0] || n == 0)
+        return 0; /* never to the null sender: no need to read anything */
+    struct header_facts f;
+    read_header_facts(m->spool, &f);
+    int made = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool addressed = mentions(f.to_cc, targets[i].address);
+        for (size_t r = 0; r < m->nroutes && !addressed; r++)
+            for (size_t j = 0; j < m->routes[r].nlocal && !addressed; j++)
+                if (m->routes[r].local[j].account_id == targets[i].account_id)
+                    addressed = mentions(f.to_cc, m->routes[r].rcpt.address);
+        struct autoreply_msg am = {.sender = m->mail->address,
+                                   .auto_submitted = f.auto_submitted,
+                                   .list_or_bulk = f.list_or_bulk,
+                                   .addressed = addressed};
+        struct autoreply a;
+        char err[256];
+        int d = autoreply_decide(c, targets[i].account_id, &am, &a, err, sizeof(err));
+        if (d < 0) {
+            log_write("smtp", LOG_SUMMARY, NULL, NULL, "auto-reply of %s: %s", targets[i].address,
+                      err);
+            continue;
+        }
+        if (d == 0)
+            continue;
+        if (queue_autoreply(c, bs, m, &targets[i], &f, &a, err, sizeof(err)) == 0)
+            made++;
+        else
+            log_write("smtp", LOG_SUMMARY, NULL, NULL, "auto-reply of %s not queued: %s",
+                      targets[i].address, err);
+        autoreply_free(&a);
+    }
+    free(f.to_cc);
+    return made;
+}
+
 int smtp_message_store(PGconn *c, struct blob_store *bs, const struct smtp_message *m,
-                       long long *queue_id_r, char *err, size_t errlen)
+                       long long *queue_id_r, int *autoreplies_r, char *err, size_t errlen)
 {
     *queue_id_r = 0;
+    *autoreplies_r = 0;
     /* every local target once, in account order (the account row locks are
      * taken in that order, so two deliveries cannot deadlock) */
     size_t nlocal = 0, nremote = 0;
@@ -398,6 +583,7 @@ int smtp_message_store(PGconn *c, struct blob_store *bs, const struct smtp_messa
     rc = 0;
     for (size_t i = 0; i < unique; i++)
         bus_publish_mailbox(pub[i].account_id, pub[i].folder_id, pub[i].modseq, 1 /* APPEND */);
+    *autoreplies_r = autoreplies(c, bs, m, targets, unique);
 out:
     if (have_l)
         mail_ingested_free(&lm);

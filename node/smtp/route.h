@@ -55,16 +55,20 @@ struct smtp_message {
     const char *node;        /* this node's id (queue origin) */
     unsigned queue_lifetime; /* seconds */
     long long auth_account;  /* the authenticated submitter, 0 none */
+    const char *hostname;    /* this server's name (auto-reply Message-ID) */
 };
 
 /* Stores the message: one blob for local targets (with Return-Path), one for
  * the queue (without), every local append and the queue entry in one
  * transaction. Each local account gets the message once however many
- * recipients reach it. Then publishes the mailbox changes on the bus.
- * Returns 0 with the queue id (0 when nothing was queued) in *queue_id_r, or
+ * recipients reach it. Then publishes the mailbox changes on the bus and
+ * queues the auto-replies of recipients that have an auto-responder
+ * (storage/autoreply.h; best effort: a failure there is logged, not fatal).
+ * Returns 0 with the queue id (0 when nothing was queued) in *queue_id_r and
+ * the number of auto-replies queued in *autoreplies_r, or
  * -1 with a message (nothing was stored then; -2 when the worker's database
  * connection should be checked). */
 int smtp_message_store(PGconn *c, struct blob_store *bs, const struct smtp_message *m,
-                       long long *queue_id_r, char *err, size_t errlen);
+                       long long *queue_id_r, int *autoreplies_r, char *err, size_t errlen);
 
 #endif

@@ -180,8 +180,10 @@ struct smtp_job {
     char node[64];
     unsigned lifetime;
     long long queue_id;
+    int autoreplies;
     uint64_t bytes;
     long long auth_account;
+    char hostname[256];
     char err[256];
 };
 
@@ -219,9 +221,11 @@ static void job_work(struct job *j, struct worker *w)
                                  .nroutes = sj->nroutes,
                                  .node = sj->node,
                                  .queue_lifetime = sj->lifetime,
-                                 .auth_account = sj->auth_account};
+                                 .auth_account = sj->auth_account,
+                                 .hostname = sj->hostname};
         sj->rc =
-            smtp_message_store(db, server_blobs(), &m, &sj->queue_id, sj->err, sizeof(sj->err));
+            smtp_message_store(db, server_blobs(), &m, &sj->queue_id, &sj->autoreplies, sj->err,
+                               sizeof(sj->err));
         break;
     }
     }
@@ -816,6 +820,7 @@ static void message_end(struct smtp_session *s)
     sj->lifetime = s->cfg->queue_lifetime;
     sj->bytes = s->size;
     sj->auth_account = s->authed ? s->account.id : 0;
+    snprintf(sj->hostname, sizeof(sj->hostname), "%s", s->cfg->hostname);
     snprintf(sj->err, sizeof(sj->err), "%s", s->txid);
     transaction_reset(s);
     job_submit(s, sj);
@@ -830,7 +835,7 @@ static void store_done(struct smtp_session *s, struct smtp_job *sj)
         return;
     }
     s->messages++;
-    if (sj->queue_id)
+    if (sj->queue_id || sj->autoreplies)
         delivery_kick();
     conn_log(s->c, LOG_SUMMARY, "accepted from=<%s> rcpts=%zu size=%llu queue=%lld",
              sj->mail.address, sj->nroutes, (unsigned long long)sj->bytes, sj->queue_id);

@@ -20,6 +20,7 @@
 #include "cluster/watchdog.h"
 #include "node/config.h"
 #include "storage/aliases.h"
+#include "storage/autoreply.h"
 #include "storage/db.h"
 #include "storage/directory.h"
 #include "storage/folders.h"
@@ -48,6 +49,9 @@ static void usage(FILE *f)
             "  domain alias add ALIAS DOMAIN | domain alias remove ALIAS\n"
             "  domain alias list [DOMAIN] | domain catchall DOMAIN [ACCOUNT | --none]\n"
             "  forward set ADDRESS [--keep-copy] TARGET... | forward show|clear ADDRESS\n"
+            "  autoreply set ADDRESS (--body TEXT | --body-file FILE) [--subject S]\n"
+            "                [--interval SECONDS] [--from YYYY-MM-DD] [--until YYYY-MM-DD]\n"
+            "  autoreply show|clear ADDRESS\n"
             "  group add ADDRESS [--name N] [--deliver members|folder]\n"
             "  group set GROUP --deliver members|folder\n"
             "  group member add|remove GROUP MEMBER [--kind account|group|domain]\n"
@@ -509,6 +513,111 @@ static int cmd_alias(PGconn *c, int argc, char **argv)
 }
 
 /* ---- forward ---- */
+
+/* ---- autoreply ---- */
+
+/* "YYYY-MM-DD" (midnight UTC) to a time; -1 when malformed. */
+static time_t parse_day(const char *s)
+{
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%d", &tm);
+    if (!end || *end)
+        return -1;
+    return timegm(&tm);
+}
+
+static char *read_file_all(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > max) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static int cmd_autoreply(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[700];
+    if (argc < 2)
+        return usage(stderr), EXIT_USAGE;
+    const char *verb = argv[0];
+    if (!strcmp(verb, "set")) {
+        static const char *const vals[] = {"--body", "--body-file", "--subject", "--interval",
+                                           "--from", "--until", NULL};
+        char *pos[2];
+        int n = split_args(argc - 1, argv + 1, NULL, vals, pos, 2);
+        const char *body = opt_value(argc - 1, argv + 1, "--body");
+        const char *file = opt_value(argc - 1, argv + 1, "--body-file");
+        if (n != 1 || (!body == !file))
+            return usage(stderr), EXIT_USAGE;
+        struct autoreply a = {.interval_s = AUTOREPLY_DEFAULT_INTERVAL};
+        const char *subject = opt_value(argc - 1, argv + 1, "--subject");
+        snprintf(a.subject, sizeof(a.subject), "%s", subject ? subject : "");
+        const char *iv = opt_value(argc - 1, argv + 1, "--interval");
+        if (iv)
+            a.interval_s = atoi(iv);
+        const char *from = opt_value(argc - 1, argv + 1, "--from");
+        const char *until = opt_value(argc - 1, argv + 1, "--until");
+        if ((from && (a.starts = parse_day(from)) < 0) || (until && (a.ends = parse_day(until)) < 0))
+            return fail("dates are YYYY-MM-DD");
+        a.body = file ? read_file_all(file, AUTOREPLY_BODY_MAX) : strdup(body);
+        if (!a.body)
+            return fail(file ? "cannot read the body file (at most 64 KiB)" : "out of memory");
+        int rc = autoreply_set(c, pos[0], &a, err, sizeof(err));
+        autoreply_free(&a);
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "auto-responder of %s set", pos[0]);
+        return ok_msg(msg);
+    }
+    if (argc != 2)
+        return usage(stderr), EXIT_USAGE;
+    if (!strcmp(verb, "clear")) {
+        if (autoreply_clear(c, argv[1], err, sizeof(err)) < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "auto-responder of %s removed", argv[1]);
+        return ok_msg(msg);
+    }
+    if (!strcmp(verb, "show")) {
+        struct autoreply a;
+        int rc = autoreply_get(c, argv[1], &a, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        if (json_out) {
+            json_t *o = json_pack("{s:s,s:b}", "address", argv[1], "enabled", rc == 1);
+            if (rc == 1) {
+                json_object_set_new(o, "subject", json_string(a.subject));
+                json_object_set_new(o, "body", json_string(a.body));
+                json_object_set_new(o, "interval", json_integer(a.interval_s));
+                json_object_set_new(o, "from", a.starts ? json_integer(a.starts) : json_null());
+                json_object_set_new(o, "until", a.ends ? json_integer(a.ends) : json_null());
+                autoreply_free(&a);
+            }
+            return print_json(o);
+        }
+        if (rc == 0) {
+            printf("%s has no auto-responder\n", argv[1]);
+            return EXIT_OK;
+        }
+        printf("subject: %s\ninterval: %d s\n", a.subject[0] ? a.subject : "(Auto: original)",
+               a.interval_s);
+        if (a.starts)
+            printf("from: %lld\n", (long long)a.starts);
+        if (a.ends)
+            printf("until: %lld\n", (long long)a.ends);
+        printf("\n%s\n", a.body);
+        autoreply_free(&a);
+        return EXIT_OK;
+    }
+    return usage(stderr), EXIT_USAGE;
+}
 
 static int cmd_forward(PGconn *c, int argc, char **argv)
 {
@@ -1567,7 +1676,7 @@ int main(int argc, char **argv)
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
                                            "quota", "policy",  "login-policy", "task",
-                                           "event", "watchdog", "dns", "autodiscover", "queue", "mail", NULL};
+                                           "event", "watchdog", "dns", "autodiscover", "queue", "mail", "autoreply", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1613,6 +1722,8 @@ int main(int argc, char **argv)
         rc = cmd_alias(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "forward"))
         rc = cmd_forward(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "autoreply"))
+        rc = cmd_autoreply(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "group"))
         rc = cmd_group(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "resource"))

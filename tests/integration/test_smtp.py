@@ -409,3 +409,56 @@ def test_swaks(node):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "250 2.0.0 Ok" in r.stdout
     assert int(sql_scalar(node, "SELECT count(*) FROM messages WHERE subject = 'via swaks'")) == 1
+
+
+def test_autoreply(node):
+    node.ctl("autoreply", "set", "carol@smtp.test", "--body", "I am away until Monday.",
+             "--subject", "Away", "--interval", "3600")
+    shown = node.ctl("autoreply", "show", "carol@smtp.test")
+    assert "Away" in shown and "I am away until Monday." in shown
+
+    def away_in(address):
+        return int(sql_scalar(node, """SELECT count(*) FROM messages m JOIN accounts a
+            ON a.id = m.account_id JOIN domains d ON d.id = a.domain_id
+            WHERE a.local_part || '@' || d.name = :'p1' AND m.subject = 'Away'""", address))
+
+    def answered(sender):
+        return int(sql_scalar(node, "SELECT count(*) FROM autoreply_sent WHERE sender = lower(:'p1')",
+                              sender))
+
+    def send(sender, extra="", to="carol@smtp.test"):
+        s = client(node)
+        s.sendmail(sender, ["carol@smtp.test"],
+                   f"From: {sender or 'x@y.example'}\r\nTo: {to}\r\nSubject: hi\r\n"
+                   f"Message-ID: <m1@example.org>\r\n{extra}\r\nhello\r\n".encode())
+        s.quit()
+
+    # a local sender gets the reply in its INBOX (queued, then delivered locally)
+    send("alice@smtp.test")
+    deadline = time.time() + 20
+    while away_in("alice@smtp.test") == 0 and time.time() < deadline:
+        time.sleep(0.2)
+    assert away_in("alice@smtp.test") == 1
+    send("alice@smtp.test")   # once per interval
+    send("friend@example.org")
+    assert answered("friend@example.org") == 1
+    send("list@example.org", "List-Id: <team.example.org>\r\n")
+    send("bulk@example.org", "Precedence: bulk\r\n")
+    send("robot@example.org", "Auto-Submitted: auto-generated\r\n")
+    send("MAILER-DAEMON@example.org")
+    send("owner-team@example.org")
+    send("cc@example.org", to="someone-else@example.org")   # not addressed to carol
+    send("")                                                # null sender
+    for s in ("list@example.org", "bulk@example.org", "robot@example.org",
+              "MAILER-DAEMON@example.org", "owner-team@example.org", "cc@example.org"):
+        assert answered(s) == 0, s
+    time.sleep(1)
+    assert away_in("alice@smtp.test") == 1
+    bid = sql_scalar(node, """SELECT m.blob_id FROM messages m JOIN accounts a ON a.id = m.account_id
+                              WHERE a.local_part = 'alice' AND m.subject = 'Away'""")
+    text = blob(node, bid).decode()
+    assert "Auto-Submitted: auto-replied\r\n" in text and "Return-Path: <>\r\n" in text
+    assert "From: <carol@smtp.test>" in text and "I am away until Monday." in text
+    assert "In-Reply-To: <m1@example.org>" in text
+    node.ctl("autoreply", "clear", "carol@smtp.test")
+    assert "has no auto-responder" in node.ctl("autoreply", "show", "carol@smtp.test")
