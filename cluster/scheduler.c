@@ -33,7 +33,7 @@ extern char **environ;
 #define OUTPUT_MAX 4096
 
 static struct {
-    char *node_id, *db_url;
+    char *node_id, *db_url, *mail_hostname;
     void (*log)(bool, const char *, void *);
     void *log_arg;
     struct blob_store *blobs;
@@ -376,6 +376,12 @@ static void *thread_main(void *arg)
             run_due(sch.db);
         if (sch.db) /* does nothing unless this node is master */
             watchdog_run_due(sch.db, sch.node_id, cluster_master_epoch(), sch.log, sch.log_arg);
+        char merr[256];
+        if (sch.db && sch.blobs && cluster_master_epoch() > 0 &&
+            watchdog_mail_alerts(sch.db, sch.blobs, sch.mail_hostname, sch.node_id, merr,
+                                 sizeof(merr)) < 0 &&
+            sch.log)
+            sch.log(true, merr, sch.log_arg);
         pthread_mutex_lock(&sch.lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -397,6 +403,7 @@ int scheduler_start(const struct scheduler_config *cfg, char *err, size_t errlen
     sch.log = cfg->log;
     sch.log_arg = cfg->log_arg;
     sch.blobs = cfg->blobs;
+    sch.mail_hostname = strdup(cfg->mail_hostname ? cfg->mail_hostname : "localhost");
     sch.stop = false;
     if (!sch.node_id || !sch.db_url || pthread_create(&sch.thread, NULL, thread_main, NULL)) {
         snprintf(err, errlen, "cannot start the scheduler");
@@ -424,7 +431,8 @@ void scheduler_stop(void)
     sch.running = false;
     free(sch.node_id);
     free(sch.db_url);
-    sch.node_id = sch.db_url = NULL;
+    free(sch.mail_hostname);
+    sch.node_id = sch.db_url = sch.mail_hostname = NULL;
 }
 
 /* ---- events ---- */

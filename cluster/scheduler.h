@@ -30,7 +30,8 @@ struct scheduler_config {
     const char *db_url;
     void (*log)(bool warning, const char *msg, void *arg);
     void *log_arg;
-    struct blob_store *blobs; /* for the blob_gc built-in; may be NULL */
+    struct blob_store *blobs; /* for the blob_gc built-in and mailed alerts; may be NULL */
+    const char *mail_hostname; /* the From: domain of mailed watchdog alerts */
 };
 
 int scheduler_start(const struct scheduler_config *cfg, char *err, size_t errlen);

@@ -45,7 +45,9 @@
 #include <unistd.h>
 
 #include "cluster/cluster.h"
+#include "storage/blob.h"
 #include "storage/db.h"
+#include "storage/queue.h"
 
 /* ---- targets ---- */
 
@@ -948,6 +950,75 @@ static int record(PGconn *c, const struct due *d, const struct watchdog_probe *p
     for (int i = 0; log && i < nmsg; i++)
         log(true, msgs[i], log_arg);
     return 1;
+}
+
+int watchdog_mail_alerts(PGconn *c, struct blob_store *bs, const char *hostname,
+                         const char *node_id, char *err, size_t errlen)
+{
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%d", WATCHDOG_BATCH_MAX);
+    const char *p[] = {limit};
+    PGresult *r = PQexecParams(c,
+                               "SELECT a.id, w.alert_address, w.name, a.kind, a.message,"
+                               " to_char(a.at AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS +0000')"
+                               " FROM watchdog_alerts a JOIN watchdogs w ON w.id = a.watchdog_id"
+                               " WHERE NOT a.delivered AND w.alert_address <> ''"
+                               " ORDER BY a.id LIMIT $1",
+                               1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        db_set_error(err, errlen, c, r, "cannot read the alerts");
+        PQclear(r);
+        return -1;
+    }
+    int sent = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *id = PQgetvalue(r, i, 0), *to = PQgetvalue(r, i, 1);
+        const char *kind = PQgetvalue(r, i, 3), *text = PQgetvalue(r, i, 4);
+        char *msg = NULL;
+        int len = asprintf(&msg,
+                           "From: Floe watchdog <watchdog@%s>\r\nTo: <%s>\r\n"
+                           "Subject: [watchdog %s] %s %s\r\nDate: %s\r\n"
+                           "Message-ID: <watchdog-alert.%s@%s>\r\nAuto-Submitted: auto-generated\r\n"
+                           "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                           "Content-Transfer-Encoding: 8bit\r\n\r\n%s\r\n",
+                           hostname, to, PQgetvalue(r, i, 2), PQgetvalue(r, i, 2),
+                           !strcmp(kind, "down")          ? "is down"
+                           : !strcmp(kind, "back_online") ? "is back online"
+                                                          : "changed",
+                           PQgetvalue(r, i, 5), id, hostname, text);
+        if (len < 0)
+            break;
+        char blob_id[BLOB_ID_LEN + 1];
+        /* the pg blob store commits on c: the blob first, then the queue row */
+        int rc = blob_put(bs, c, msg, (size_t)len, blob_id, err, errlen);
+        free(msg);
+        if (rc != 0)
+            break;
+        if (db_begin(c) < 0) {
+            db_set_error(err, errlen, c, NULL, "cannot begin");
+            break;
+        }
+        const char *p1[] = {id};
+        PGresult *u = PQexecParams(c,
+                                   "UPDATE watchdog_alerts SET delivered = true"
+                                   " WHERE id = $1 AND NOT delivered RETURNING id",
+                                   1, NULL, p1, NULL, NULL, 0);
+        bool claim = PQresultStatus(u) == PGRES_TUPLES_OK && PQntuples(u) == 1;
+        PQclear(u);
+        struct queue_message_new qm = {.blob_id = blob_id,
+                                       .size = (unsigned long long)len,
+                                       .sender = "",
+                                       .body = SMTP_BODY_8BITMIME,
+                                       .origin_node = node_id};
+        struct queue_rcpt_new qr = {.address = to};
+        if (!claim || queue_enqueue(c, &qm, &qr, 1, NULL, err, errlen) != 0 || db_commit(c) != 0) {
+            db_rollback(c);
+            continue; /* another run took it, or a bad address: tried again next time */
+        }
+        sent++;
+    }
+    PQclear(r);
+    return sent;
 }
 
 int watchdog_run_due(PGconn *c, const char *node_id, long long epoch, watchdog_log_fn log,

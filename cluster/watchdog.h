@@ -128,6 +128,17 @@ int watchdog_probe(const struct watchdog_target *t, const char *send, size_t sen
 
 /* ---- the master's loop ---- */
 
+struct blob_store;
+
+/* Mails the alerts not mailed yet of watchdogs that have an alert address
+ * (at most WATCHDOG_BATCH_MAX per call): each becomes a short message from
+ * the null sender, "watchdog@hostname" in From:, queued for delivery through
+ * the outbound queue (storage/queue.h), and is marked delivered in the same
+ * transaction. c must not be inside a transaction. Returns the number queued,
+ * or -1 with a message. */
+int watchdog_mail_alerts(PGconn *c, struct blob_store *bs, const char *hostname,
+                         const char *node_id, char *err, size_t errlen);
+
 /* Runs the checks that are due (at most WATCHDOG_BATCH_MAX), when epoch > 0
  * (this node is master under epoch); does nothing otherwise. Each check's
  * outcome commits under the epoch fence: a node that lost the mastership

@@ -490,6 +490,7 @@ static int start_scheduler(const struct config *cfg, char *err, size_t errlen)
         .db_url = cfg->db_url,
         .log = cluster_log,
         .blobs = blobs,
+        .mail_hostname = cfg->smtp.hostname,
     };
     return scheduler_start(&sc, err, errlen);
 }

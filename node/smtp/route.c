@@ -24,6 +24,7 @@
 #include "storage/groups.h"
 #include "storage/ingest.h"
 #include "storage/mailstore.h"
+#include "storage/policy.h"
 #include "storage/queue.h"
 #include "storage/quota.h"
 #include "node/log.h"
@@ -207,6 +208,15 @@ int smtp_route_resolve(PGconn *c, const struct smtp_rcpt *rcpt, long long size, 
         return dberror(reply_r);
     if (t.account.disabled) {
         *reply_r = (struct smtp_reply){550, "5.2.1 Mailbox disabled"};
+        return -1;
+    }
+    /* an account barred from SMTP by its service policy neither sends nor
+     * receives through it (the policy is checked at AUTH too) */
+    bool allowed = true;
+    if (policy_service_allowed(c, t.account.id, "smtp", &allowed, err, sizeof(err)) != 0)
+        return dberror(reply_r);
+    if (!allowed) {
+        *reply_r = (struct smtp_reply){550, "5.2.1 Mailbox unavailable"};
         return -1;
     }
     if (!strcmp(t.account.kind, "group")) {

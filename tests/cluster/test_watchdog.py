@@ -7,6 +7,7 @@ import json
 import socket
 import socketserver
 import threading
+import subprocess
 import time
 
 
@@ -88,13 +89,16 @@ def wait_for(pred, timeout, what):
 def add_tcp(cluster, name, port):
     r = cluster.ctl("watchdog", "add", name, f"tcp://127.0.0.1:{port}", "--interval", "1",
                     "--down-after", "0", "--send", "EHLO floe\\r\\n", "--expect", "^220 .*ESMTP",
-                    "--alert", "postmaster@example.com", "--back-online")
+                    "--alert", "ops@alerts.test", "--back-online")
     assert r.returncode == 0, r.stderr
 
 
 def test_tcp_down_and_back_online(cluster):
     svc = TcpService()
     svc.start()
+    for args in (("domain", "add", "alerts.test"), ("account", "add", "ops@alerts.test")):
+        r = cluster.ctl(*args)
+        assert r.returncode == 0, r.stderr
     try:
         add_tcp(cluster, "smtp", svc.port)
         for i in (1, 2):
@@ -109,7 +113,6 @@ def test_tcp_down_and_back_online(cluster):
         w = watchdogs(cluster)["smtp"]
         assert w["state"] == "down" and "cannot connect" in w["last_error"], w
         assert down[0]["node_id"] == st["master"] and int(down[0]["epoch"]) == st["epoch"]
-        assert down[0]["delivered"] == "f"
         cluster.node(st["master"]).wait_log(r"watchdog smtp: tcp://127\.0\.0\.1:\d+ is down")
         time.sleep(2.5)  # further failed checks of the same outage
         assert len([a for a in alerts(cluster, "smtp") if a["kind"] == "down"]) == 1
@@ -124,8 +127,24 @@ def test_tcp_down_and_back_online(cluster):
         assert {(a["node_id"], int(a["epoch"])) for a in alerts(cluster)} == \
             {(st["master"], st["epoch"])}
         assert watchdogs(cluster)["smtp"]["checked_by"] == st["master"]
+        # both alerts are mailed: queued, then delivered into the alert address's INBOX
+        wait_for(lambda: all(a["delivered"] == "t" for a in alerts(cluster, "smtp")), 15,
+                 "alerts mailed")
+        subjects = wait_for(lambda: mailed_subjects(cluster), 20, "alert mail in the INBOX")
+        assert any("[watchdog smtp] smtp is down" in s for s in subjects), subjects
+        wait_for(lambda: any("is back online" in s for s in mailed_subjects(cluster)), 20,
+                 "back-online mail")
     finally:
         svc.stop()
+
+
+def mailed_subjects(cluster):
+    r = subprocess.run(["psql", cluster.db, "-XAtqc",
+                        "SELECT subject FROM messages m JOIN accounts a ON a.id = m.account_id"
+                        " WHERE a.local_part = 'ops' ORDER BY m.id"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
 
 
 def test_http_content_change(cluster, tmp_path):

@@ -49,6 +49,8 @@ def node(tmp_path_factory):
     ctl("forward", "set", f"dave@{DOMAIN}", "--keep-copy", f"carol@{DOMAIN}", "ext@remote.test")
     ctl("quota", "set", "account", f"full@{DOMAIN}", "--bytes", "1K")
     ctl("account", "disable", f"off@{DOMAIN}")
+    ctl("account", "add", f"nosmtp@{DOMAIN}", env={"FLOE_PASSWORD": PW})
+    ctl("policy", "set", "account", f"nosmtp@{DOMAIN}", "smtp", "disabled")
     n.ctl = ctl
     yield n
     n.stop()
@@ -143,6 +145,8 @@ def test_unknown_disabled_relay_and_quota(node):
     code, text = s.rcpt("nobody@smtp.test")
     assert code == 550 and text.startswith(b"5.1.1")
     code, text = s.rcpt("off@smtp.test")
+    assert code == 550 and text.startswith(b"5.2.1")
+    code, text = s.rcpt("nosmtp@smtp.test")
     assert code == 550 and text.startswith(b"5.2.1")
     code, text = s.rcpt("someone@elsewhere.example")
     assert code == 554 and text.startswith(b"5.7.1")
