@@ -375,6 +375,8 @@ static int load_smtp(struct config *cfg, char *err, size_t errlen)
         get_uint(ini, "smtp", "", "max_received", 50, 1000, &sm->max_received, err, errlen) < 0 ||
         get_bool(ini, "smtp", "", "auth_requires_tls", true, &sm->auth_requires_tls, err,
                  errlen) < 0 ||
+        get_bool(ini, "smtp", "", "sender_login_check", true, &sm->sender_login_check, err,
+                 errlen) < 0 ||
         get_access_list(cfg, "smtp", "", "relay_from", "127.0.0.1;::1", &sm->relay_from, err,
                         errlen) < 0 ||
         get_uint(ini, "smtp", "", "delivery_threads", 4, 256, &sm->delivery_threads, err,

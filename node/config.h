@@ -73,6 +73,7 @@ struct smtp_config {
     unsigned max_errors;      /* protocol errors per session before 421 and close */
     unsigned max_received;    /* Received: headers before a message is a loop (554) */
     bool auth_requires_tls;   /* AUTH offered only under TLS */
+    bool sender_login_check;  /* authenticated senders only as their own addresses */
     struct access_list *relay_from; /* clients that may relay without AUTH */
     unsigned delivery_threads;
     char *dns_servers;        /* "" = the system's resolvers */

@@ -30,6 +30,7 @@
 #include "node/workers.h"
 #include "proto/sasl/sasl.h"
 #include "proto/smtp/smtp.h"
+#include "storage/aliases.h"
 #include "storage/directory.h"
 #include "storage/password.h"
 #include "storage/policy.h"
@@ -152,7 +153,7 @@ static void session_reset(struct smtp_session *s)
 
 /* ---- worker jobs ---- */
 
-enum job_kind { JOB_RCPT, JOB_PASSWORD, JOB_VERIFIER, JOB_STORE };
+enum job_kind { JOB_RCPT, JOB_PASSWORD, JOB_VERIFIER, JOB_STORE, JOB_SENDER };
 
 struct smtp_job {
     struct job job;
@@ -213,6 +214,15 @@ static void job_work(struct job *j, struct worker *w)
                                                   sizeof(sj->err)) != 0)
             sj->rc = -2;
         break;
+    case JOB_SENDER: {
+        /* the sender must be one of the authenticated account's own addresses
+         * (its address or an alias; not a catch-all) */
+        struct dir_target t;
+        int rc = dir_resolve(db, sj->mail.address, &t, sj->err, sizeof(sj->err));
+        sj->rc = rc == -1 ? -2 : 0;
+        sj->allowed = rc == 0 && t.account.id == sj->account.id && t.via != DIR_VIA_CATCHALL;
+        break;
+    }
     case JOB_STORE: {
         struct smtp_message m = {.spool = sj->spool,
                                  .received = sj->received,
@@ -249,6 +259,7 @@ static void rcpt_done(struct smtp_session *s, struct smtp_job *sj);
 static void password_done(struct smtp_session *s, struct smtp_job *sj);
 static void verifier_done(struct smtp_session *s, struct smtp_job *sj);
 static void store_done(struct smtp_session *s, struct smtp_job *sj);
+static void sender_done(struct smtp_session *s, struct smtp_job *sj);
 
 static void job_done(struct job *j)
 {
@@ -269,6 +280,9 @@ static void job_done(struct job *j)
             break;
         case JOB_STORE:
             store_done(s, sj);
+            break;
+        case JOB_SENDER:
+            sender_done(s, sj);
             break;
         }
         if (s->quit && !conn_closing(c))
@@ -577,6 +591,14 @@ static void verifier_done(struct smtp_session *s, struct smtp_job *sj)
 
 /* ---- MAIL, RCPT ---- */
 
+static void mail_accepted(struct smtp_session *s)
+{
+    s->in_mail = true;
+    snprintf(s->txid, sizeof(s->txid), "%s.%u", conn_id(s->c), s->messages + 1);
+    conn_log(s->c, LOG_DEBUG, "from=<%s> size=%lld", s->mail.address, s->mail.size);
+    reply(s, 250, "2.1.0 Ok");
+}
+
 static void cmd_mail(struct smtp_session *s, const char *arg)
 {
     if (!s->greeted) {
@@ -615,10 +637,33 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
         error_reply(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
         return;
     }
-    s->in_mail = true;
-    snprintf(s->txid, sizeof(s->txid), "%s.%u", conn_id(s->c), s->messages + 1);
-    conn_log(s->c, LOG_DEBUG, "from=<%s> size=%lld", s->mail.address, s->mail.size);
-    reply(s, 250, "2.1.0 Ok");
+    if (s->authed && s->mail.address[0] && s->cfg->sender_login_check) {
+        struct smtp_job *sj = job_new(s, JOB_SENDER);
+        if (!sj) {
+            reply(s, 451, "4.3.0 Out of memory");
+            return;
+        }
+        sj->mail = s->mail;
+        sj->account = s->account;
+        job_submit(s, sj);
+        return;
+    }
+    mail_accepted(s);
+}
+
+static void sender_done(struct smtp_session *s, struct smtp_job *sj)
+{
+    if (sj->rc != 0) {
+        reply(s, 451, "4.3.0 Temporary lookup failure");
+        return;
+    }
+    if (!sj->allowed) {
+        conn_log(s->c, LOG_SUMMARY, "sender <%s> refused for %s", sj->mail.address,
+                 s->account.address);
+        error_reply(s, 553, "5.7.1 Sender address not owned by the authenticated user");
+        return;
+    }
+    mail_accepted(s);
 }
 
 static void cmd_rcpt(struct smtp_session *s, const char *arg)

@@ -298,6 +298,11 @@ def test_starttls_and_auth_plain_login(node):
     with pytest.raises(smtplib.SMTPAuthenticationError):
         s.login("alice@smtp.test", "wrong-password")
     s.login("alice@smtp.test", PW)
+    # only her own addresses as the sender: her address or an alias, not bob's
+    code, text = s.mail("bob@smtp.test")
+    assert code == 553 and text.startswith(b"5.7.1")
+    assert s.mail("INFO@smtp.test")[0] == 250
+    s.rset()
     # authenticated: may relay to any domain (queued)
     s.sendmail("alice@smtp.test", ["friend@remote.test"], msg("relayed"))
     s.quit()
