@@ -423,6 +423,23 @@ static int load_smtp(struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* [ips]: needs cfg->patterns (the exempt list may name patterns). */
+static int load_ips(struct config *cfg, char *err, size_t errlen)
+{
+    const struct ini *ini = cfg->ini;
+    struct ips_config *ip = &cfg->ips;
+    if (get_bool(ini, "ips", "", "enabled", true, &ip->enabled, err, errlen) < 0 ||
+        get_uint(ini, "ips", "", "failures", 10, 100000, &ip->failures, err, errlen) < 0 ||
+        get_uint(ini, "ips", "", "window", 600, 86400, &ip->window, err, errlen) < 0 ||
+        get_uint(ini, "ips", "", "block", 3600, 86400 * 3660, &ip->block, err, errlen) < 0 ||
+        get_uint(ini, "ips", "", "refresh", 30, 3600, &ip->refresh, err, errlen) < 0 ||
+        get_access_list(cfg, "ips", "", "exempt", "", &ip->exempt, err, errlen) < 0)
+        return -1;
+    if (ip->failures == 0 || ip->window == 0 || ip->block == 0 || ip->refresh == 0)
+        return ERR("%s: [ips] failures, window, block and refresh must be at least 1", cfg->path);
+    return 0;
+}
+
 static int load_sections(struct config *cfg, char *err, size_t errlen)
 {
     struct ini *ini = cfg->ini;
@@ -531,7 +548,7 @@ static int load_sections(struct config *cfg, char *err, size_t errlen)
             return ERR("out of memory");
     }
 
-    if (load_smtp(cfg, err, errlen) < 0)
+    if (load_smtp(cfg, err, errlen) < 0 || load_ips(cfg, err, errlen) < 0)
         return -1;
 
     if (cfg->tls_default) {
@@ -661,6 +678,7 @@ void config_free(struct config **cfgp)
     }
     access_list_free(&cfg->access);
     access_list_free(&cfg->trusted);
+    access_list_free(&cfg->ips.exempt);
     access_patterns_free(&cfg->patterns);
     ini_free(&cfg->ini);
     free(cfg);

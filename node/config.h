@@ -86,6 +86,16 @@ struct smtp_config {
     size_t nsecure;
 };
 
+/* [ips]: intrusion prevention (node/ips.c, docs/OPERATIONS.md). */
+struct ips_config {
+    bool enabled;
+    unsigned failures;          /* failed logins from one address within window ... */
+    unsigned window;            /* ... seconds block it */
+    unsigned block;             /* for this many seconds */
+    unsigned refresh;           /* seconds between reads of the cluster's block list */
+    struct access_list *exempt; /* never counted or refused ([limits] trusted neither) */
+};
+
 struct config {
     char *path;
     char *node_id;
@@ -127,6 +137,7 @@ struct config {
     size_t nservices;
 
     struct smtp_config smtp;
+    struct ips_config ips;
 
     struct ini *ini;
 };

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "node/conn_internal.h"
+#include "node/ips.h"
 #include "node/loop.h"
 #include "node/metrics.h"
 #include "node/registry.h"
@@ -739,9 +740,10 @@ static void admit(struct conn *c, const char *rest, size_t restlen)
 {
     const struct sockaddr *pa = (const struct sockaddr *)&c->peer;
     proxy_addr_str(&c->peer, c->peer_str, sizeof(c->peer_str));
-    if (!access_ok(c)) {
+    bool blocked = false; /* by intrusion prevention (node/ips.c): refused like a denial */
+    if (!access_ok(c) || (blocked = ips_blocked(c->rt->cfg, conn_service(c), pa))) {
         atomic_fetch_add(&c->m->refused[METRICS_REFUSED_ACCESS], 1);
-        conn_log(c, LOG_SUMMARY, "access denied");
+        conn_log(c, LOG_SUMMARY, "access denied%s", blocked ? ": address blocked" : "");
         finish(c);
         return;
     }

@@ -31,6 +31,7 @@
 #include "proto/bus/bus.pb-c.h"
 #include "storage/dircache.h"
 #include "node/conn_internal.h"
+#include "node/ips.h"
 #include "node/log.h"
 #include "node/loop.h"
 #include "node/metrics.h"
@@ -639,6 +640,7 @@ int server_run(struct config *cfg)
 
     if ((*cfg->db_url && start_cluster(cfg, err, sizeof(err)) < 0) ||
         (*cfg->db_url && start_scheduler(cfg, err, sizeof(err)) < 0) ||
+        ips_start(cfg, err, sizeof(err)) < 0 || /* subscribes: before the bus starts */
         (*cfg->redis_url && start_bus(cfg, err, sizeof(err)) < 0) ||
         (*cfg->db_url && blobs && delivery_start(cfg, blobs, err, sizeof(err)) < 0)) {
         fprintf(stderr, "floed: %s\n", err);
@@ -677,6 +679,7 @@ int server_run(struct config *cfg)
     scheduler_stop(); /* runs the server_stopped actions */
     cluster_stop();
     bus_stop();
+    ips_stop();
     uv_close((uv_handle_t *)&loops_done_async, NULL);
     uv_close((uv_handle_t *)&stop_timer, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "node/ips.h"
 #include "node/server.h"
 #include "node/workers.h"
 
@@ -78,6 +79,13 @@ static void auth_work(struct job *j, struct worker *w)
 static void auth_done(struct job *j)
 {
     struct auth_job *a = (struct auth_job *)j;
+    struct conn *c = http_conn(a->x);
+    /* Intrusion prevention (node/ips.h): checked credentials only; a database
+     * failure (-2) is nobody's guess at a password. */
+    if (a->rc == 0)
+        ips_login_ok(conn_service(c), conn_peer_addr(c));
+    else if (a->rc == -1)
+        ips_login_failed(conn_service(c), conn_peer_addr(c));
     if (a->rc == 0) {
         conn_log(http_conn(a->x), LOG_DEBUG, "authenticated %s", a->account.address);
         a->then(a->x, &a->account, a->arg);

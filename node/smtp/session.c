@@ -22,6 +22,7 @@
 
 #include "node/access.h"
 #include "node/conn.h"
+#include "node/ips.h"
 #include "node/metrics.h"
 #include "node/server.h"
 #include "node/services.h"
@@ -400,6 +401,13 @@ static void auth_finish(struct smtp_session *s, bool ok)
 {
     sasl_server_free(&s->sasl);
     s->phase = PH_COMMAND;
+    /* Intrusion prevention: every AUTH outcome passes here (password and SCRAM
+     * paths alike). On this I/O thread ips only queues the report; the
+     * counting runs on its own thread (node/ips.h). */
+    if (ok)
+        ips_login_ok(conn_service(s->c), conn_peer_addr(s->c));
+    else
+        ips_login_failed(conn_service(s->c), conn_peer_addr(s->c));
     if (ok) {
         s->authed = true;
         s->may_relay = true;

@@ -19,6 +19,7 @@
 #include "proto/autodiscover/dnsrecords.h"
 #include "cluster/watchdog.h"
 #include "node/config.h"
+#include "node/ips.h"
 #include "storage/aliases.h"
 #include "storage/autoreply.h"
 #include "storage/db.h"
@@ -26,6 +27,7 @@
 #include "storage/folders.h"
 #include "storage/groups.h"
 #include "storage/ingest.h"
+#include "storage/ips.h"
 #include "storage/policy.h"
 #include "storage/queue.h"
 #include "storage/quota.h"
@@ -80,6 +82,9 @@ static void usage(FILE *f)
             "  dns records DOMAIN [--host NAME] [--ttl SECONDS]\n"
             "  autodiscover show DOMAIN   (what Outlook, phones and Thunderbird receive)\n"
             "  cluster master stepdown\n"
+            "  ips list [--all] | ips unblock ADDRESS [--service S]\n"
+            "  ips block ADDRESS [--minutes N] [--service S] [--reason TEXT]\n"
+            "      (intrusion prevention; default length [ips] block, service: every one)\n"
             "  watchdog add NAME TARGET [--interval S] [--down-after M] [--send STR]\n"
             "               [--expect RE] [--alert ADDRESS] [--back-online]\n"
             "      (TARGET: tcp://HOST:PORT | http(s)://URL | dns://NAME:TYPE, TYPE one of\n"
@@ -1585,6 +1590,99 @@ static int cmd_mail(PGconn *c, const struct config *cfg, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- intrusion prevention ---- */
+
+static int ips_collect(const struct ips_block *b, void *ctx)
+{
+    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b}", "address", b->address,
+                                         "service", b->service, "reason", b->reason, "node",
+                                         b->node, "blocked", (json_int_t)b->blocked_unix, "until",
+                                         (json_int_t)b->until_unix, "expired", b->expired));
+    return 0;
+}
+
+/* Running nodes hear of the change at once through Redis when the file names
+ * one; otherwise (or when Redis does not answer) at their next [ips] refresh. */
+static void ips_tell_nodes(const struct config *cfg, const char *address, const char *service,
+                           long long until, const char *reason)
+{
+    char err[512];
+    if (*cfg->redis_url && ips_announce(cfg->redis_url, "floectl", address, service, until, reason,
+                                        err, sizeof(err)) < 0)
+        fprintf(stderr, "floectl: warning: %s: nodes see the change within [ips] refresh\n", err);
+}
+
+static int cmd_ips(PGconn *c, const struct config *cfg, int argc, char **argv)
+{
+    char err[1024], msg[512], when[32];
+    static const char *const flags[] = {"--all", NULL};
+    static const char *const values[] = {"--minutes", "--service", "--reason", NULL};
+    char *pos[2];
+    int n = argc >= 1 ? split_args(argc - 1, argv + 1, flags, values, pos, 2) : -1;
+    if (n < 0)
+        return usage(stderr), EXIT_USAGE;
+    const char *service = opt_value(argc - 1, argv + 1, "--service");
+    if (!strcmp(argv[0], "list") && n == 0 && !service) {
+        json_t *a = json_array();
+        if (ips_block_list(c, opt_flag(argc - 1, argv + 1, "--all"), IPS_TABLE_MAX, ips_collect, a,
+                           err, sizeof(err)) < 0) {
+            json_decref(a);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(a);
+        printf("%-39s %-12s %-20s %-16s %s\n", "ADDRESS", "SERVICE", "UNTIL", "NODE", "REASON");
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v)
+        {
+            printf("%-39s %-12s %-20s %-16s %s%s\n",
+                   json_string_value(json_object_get(v, "address")),
+                   json_string_value(json_object_get(v, "service")),
+                   queue_time(json_integer_value(json_object_get(v, "until")), when),
+                   json_string_value(json_object_get(v, "node")),
+                   json_string_value(json_object_get(v, "reason")),
+                   json_is_true(json_object_get(v, "expired")) ? " (expired)" : "");
+        }
+        json_decref(a);
+        return EXIT_OK;
+    }
+    if (!strcmp(argv[0], "block") && n == 1) {
+        unsigned seconds = cfg->ips.block;
+        const char *m = opt_value(argc - 1, argv + 1, "--minutes");
+        int minutes;
+        if (m) {
+            if (int_arg(m, 1, IPS_BLOCK_SECONDS_MAX / 60, &minutes) < 0)
+                return usage(stderr), EXIT_USAGE;
+            seconds = (unsigned)minutes * 60;
+        }
+        const char *reason = opt_value(argc - 1, argv + 1, "--reason");
+        if (!reason)
+            reason = "blocked by an administrator";
+        long long until;
+        if (ips_block_add(c, pos[0], service ? service : "*", reason, "floectl", seconds, &until,
+                          err, sizeof(err)) < 0)
+            return fail(err);
+        ips_tell_nodes(cfg, pos[0], service ? service : "*", until, reason);
+        snprintf(msg, sizeof(msg), "%s blocked (%s) until %s", pos[0],
+                 service ? service : "every service", queue_time(until, when));
+        return ok_msg(msg);
+    }
+    if (!strcmp(argv[0], "unblock") && n == 1 && !opt_flag(argc - 1, argv + 1, "--all")) {
+        int removed = ips_block_remove(c, pos[0], service, err, sizeof(err));
+        if (removed < 0)
+            return fail(err);
+        /* a clean slate: the PostgreSQL counter too (Redis's went with the block) */
+        if (ips_failure_reset(c, pos[0], err, sizeof(err)) < 0)
+            fprintf(stderr, "floectl: warning: %s\n", err);
+        if (removed > 0)
+            ips_tell_nodes(cfg, pos[0], service, 0, "");
+        snprintf(msg, sizeof(msg), removed ? "%s unblocked" : "%s was not blocked", pos[0]);
+        return ok_msg(msg);
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
 static int cmd_cluster(PGconn *c, int argc, char **argv)
 {
     char err[1024], msg[256];
@@ -1676,7 +1774,7 @@ int main(int argc, char **argv)
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
                                            "quota", "policy",  "login-policy", "task",
-                                           "event", "watchdog", "dns", "autodiscover", "queue", "mail", "autoreply", NULL};
+                                           "event", "watchdog", "dns", "autodiscover", "queue", "mail", "autoreply", "ips", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1708,6 +1806,8 @@ int main(int argc, char **argv)
         rc = cmd_domain(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "cluster"))
         rc = cmd_cluster(c, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "ips"))
+        rc = cmd_ips(c, cfg, sub_argc, sub_argv);
     else if (!strcmp(cmd, "dns"))
         rc = cmd_dns(c, cfg, sub_argc, sub_argv);
     else if (!strcmp(cmd, "autodiscover"))
