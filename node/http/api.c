@@ -1,8 +1,12 @@
 /* The admin JSON API on the admin listener, /api/v1 (docs/API.md). It calls the
  * same storage functions floectl calls: one implementation of each operation.
  *
- * Every request authenticates with Basic credentials of a server administrator
- * (over TLS). The operation runs on a worker; its result comes back as a status
+ * Every request authenticates with Basic credentials (over TLS) of a server
+ * administrator, who may do everything, or of a domain administrator
+ * (storage/domainadmin.h), who may list, see and change only the accounts and
+ * the domain record of the domains it administers, never a server
+ * administrator's account, and nothing cluster-wide: 403 otherwise, whether
+ * or not the thing exists. The operation runs on a worker; its result comes back as a status
  * and a JSON body. Accounts carry an ETag (their version, migration 0009); a
  * change with If-Match applies only if nobody changed the account meanwhile (412
  * otherwise), so two administrators cannot silently overwrite each other. */
@@ -20,12 +24,16 @@
 #include "node/server.h"
 #include "node/services.h"
 #include "node/workers.h"
+#include "storage/aliases.h"
 #include "storage/directory.h"
+#include "storage/dirview.h"
+#include "storage/domainadmin.h"
 
 enum api_op {
     OP_DOMAINS_LIST,
     OP_DOMAIN_ADD,
     OP_DOMAIN_DELETE,
+    OP_DOMAIN_GET,
     OP_ACCOUNTS_LIST,
     OP_ACCOUNT_GET,
     OP_ACCOUNT_ADD,
@@ -42,6 +50,7 @@ struct api_job {
     char name[DIR_ADDRESS_SIZE]; /* domain or address from the path */
     char domain_filter[DIR_DOMAIN_MAX + 1];
     json_t *body;               /* parsed request body, or NULL */
+    struct dir_account who;     /* the authenticated administrator */
     long long if_match;         /* 0: none */
     bool force;
     /* result */
@@ -92,6 +101,91 @@ static const char *str_field(json_t *o, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+static int collect_alias(const char *alias, const char *domain, void *ctx)
+{
+    json_array_append_new(ctx, json_string(alias));
+    return 0;
+}
+
+static int collect_address(const struct dir_account *acc, void *ctx)
+{
+    json_array_append_new(ctx, json_string(acc->address));
+    return 0;
+}
+
+/* The domain record: name, description, aliases, account count, administrators. */
+static int domain_record(PGconn *c, const char *name, json_t **out_r, char *err, size_t errlen)
+{
+    struct dir_domain_info d;
+    int rc = dir_view_domain(c, name, &d, err, errlen);
+    if (rc != 0)
+        return rc;
+    const char *own = d.alias_of[0] ? d.alias_of : d.name;
+    json_t *aliases = json_array(), *admins = json_array();
+    rc = dir_domain_alias_list(c, own, collect_alias, aliases, err, errlen);
+    if (rc == 0)
+        rc = dir_domain_admins(c, own, collect_address, admins, err, errlen);
+    if (rc != 0) {
+        json_decref(aliases);
+        json_decref(admins);
+        return rc;
+    }
+    *out_r = json_pack("{s:s,s:s,s:o,s:I,s:o}", "name", own, "description", d.description,
+                       "aliases", aliases, "accounts", (json_int_t)d.accounts, "admins", admins);
+    return 0;
+}
+
+/* Whether a domain administrator (a->who, not a server administrator) may run
+ * a's operation: 1 yes, 0 no (403), -1 database error. */
+static int domain_admin_scope(PGconn *c, struct api_job *a, char *err, size_t errlen)
+{
+    long long n = 0;
+    if (dir_domain_admin_count(c, a->who.id, &n, err, errlen) != 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    switch (a->op) {
+    case OP_DOMAINS_LIST:
+        return 1; /* its own domains only, below */
+    case OP_DOMAIN_GET:
+        return dir_admin_may_domain(c, &a->who, a->name, err, errlen);
+    case OP_ACCOUNTS_LIST:
+        return *a->domain_filter ? dir_admin_may_domain(c, &a->who, a->domain_filter, err, errlen)
+                                 : 1;
+    case OP_ACCOUNT_GET:
+    case OP_ACCOUNT_UPDATE:
+    case OP_ACCOUNT_DELETE:
+        return dir_admin_may_account(c, &a->who, a->name, err, errlen);
+    case OP_ACCOUNT_ADD: {
+        const char *address = str_field(a->body, "address");
+        json_t *admin = a->body ? json_object_get(a->body, "admin") : NULL;
+        if (json_is_true(admin))
+            return 0; /* making a server administrator is for server administrators */
+        return address ? dir_admin_may_account(c, &a->who, address, err, errlen) : 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* The accounts of every domain the administrator administers. */
+static int own_accounts(PGconn *c, const struct dir_account *who, json_t *out, char *err,
+                        size_t errlen)
+{
+    json_t *domains = json_array();
+    int rc = dir_domain_admin_list(c, who->address, collect_domain, domains, err, errlen);
+    size_t i;
+    json_t *d;
+    json_array_foreach(domains, i, d)
+    {
+        if (rc != 0)
+            break;
+        rc = dir_account_list(c, json_string_value(d), collect_account, out, err, errlen);
+    }
+    json_decref(domains);
+    return rc;
+}
+
 static void api_work(struct job *j, struct worker *w)
 {
     struct api_job *a = (struct api_job *)j;
@@ -102,11 +196,28 @@ static void api_work(struct job *j, struct worker *w)
         a->out = error_json("database unavailable");
         return;
     }
+    bool server_admin = a->who.is_admin;
+    if (!server_admin) {
+        int scope = domain_admin_scope(c, a, err, sizeof(err));
+        if (scope <= 0) {
+            if (scope < 0)
+                worker_db_check(w);
+            a->status = scope < 0 ? 503 : 403;
+            a->out = error_json(scope < 0 ? "database unavailable"
+                                          : "not an administrator of this domain");
+            return;
+        }
+    }
     int rc = 0;
     switch (a->op) {
     case OP_DOMAINS_LIST:
         a->out = json_array();
-        rc = dir_domain_list(c, collect_domain, a->out, err, sizeof(err));
+        rc = server_admin ? dir_domain_list(c, collect_domain, a->out, err, sizeof(err))
+                          : dir_domain_admin_list(c, a->who.address, collect_domain, a->out, err,
+                                                  sizeof(err));
+        break;
+    case OP_DOMAIN_GET:
+        rc = domain_record(c, a->name, &a->out, err, sizeof(err));
         break;
     case OP_DOMAIN_ADD: {
         const char *name = str_field(a->body, "name");
@@ -126,8 +237,11 @@ static void api_work(struct job *j, struct worker *w)
         break;
     case OP_ACCOUNTS_LIST:
         a->out = json_array();
-        rc = dir_account_list(c, *a->domain_filter ? a->domain_filter : NULL, collect_account,
-                              a->out, err, sizeof(err));
+        if (!server_admin && !*a->domain_filter)
+            rc = own_accounts(c, &a->who, a->out, err, sizeof(err));
+        else
+            rc = dir_account_list(c, *a->domain_filter ? a->domain_filter : NULL,
+                                  collect_account, a->out, err, sizeof(err));
         break;
     case OP_ACCOUNT_GET: {
         struct dir_account acc;
@@ -252,9 +366,12 @@ static int route(const char *method, const char *rest, struct api_job *a)
     const char *name = NULL;
     if (!strncmp(rest, "/domains/", 9)) {
         name = rest + 9;
-        if (!del)
+        if (get)
+            a->op = OP_DOMAIN_GET;
+        else if (del)
+            a->op = OP_DOMAIN_DELETE;
+        else
             return 405;
-        a->op = OP_DOMAIN_DELETE;
     } else if (!strncmp(rest, "/accounts/", 10)) {
         name = rest + 10;
         if (get)
@@ -337,7 +454,11 @@ static void authorised(struct http_exchange *x, const struct dir_account *who, v
 {
     struct api_job *a = arg;
     const char *why = "";
-    int st = who->is_admin ? read_request(x, a, &why) : 403;
+    /* a domain administrator's scope is checked on the worker (it needs the database);
+     * what is never in its scope is refused here */
+    bool server_only = a->op == OP_DOMAIN_ADD || a->op == OP_DOMAIN_DELETE ||
+                       a->op == OP_CLUSTER_STATUS || a->op == OP_SERVICES;
+    int st = who->is_admin || !server_only ? read_request(x, a, &why) : 403;
     if (st) {
         json_decref(a->body);
         free(a);
@@ -350,6 +471,7 @@ static void authorised(struct http_exchange *x, const struct dir_account *who, v
         services_status(x);
         return;
     }
+    a->who = *who;
     a->x = x;
     a->job.work = api_work;
     a->job.done = api_done;

@@ -14,6 +14,7 @@
 #include "node/config.h"
 #include "node/http/auth.h"
 #include "node/http/http.h"
+#include "node/http/vendorapi.h"
 #include "node/server.h"
 #include "node/services.h"
 #include "node/http/discover_settings.h"
@@ -153,6 +154,7 @@ int web_configure(struct service_config *sc, char *err, size_t errlen)
 void web_http_init(void)
 {
     autodiscover_init();
+    vendorapi_http_init(); /* the vendor admin XML API, /icewarpapi (docs/VENDORAPI.md) */
     /* clients vary the case of this path */
     static const char *const pox_paths[] = {"/autodiscover/autodiscover.xml",
                                             "/Autodiscover/Autodiscover.xml",

@@ -24,6 +24,7 @@
 #include "storage/autoreply.h"
 #include "storage/db.h"
 #include "storage/directory.h"
+#include "storage/domainadmin.h"
 #include "storage/folders.h"
 #include "storage/groups.h"
 #include "storage/ingest.h"
@@ -47,6 +48,7 @@ static void usage(FILE *f)
             "  account list [DOMAIN] | account show ADDRESS | account delete ADDRESS\n"
             "  account passwd ADDRESS [--password-stdin | --password PW]\n"
             "  account disable ADDRESS | account enable ADDRESS\n"
+            "  account admin-of ADDRESS DOMAIN [--remove]   (domain administrator)\n"
             "  alias add ALIAS ACCOUNT | alias remove ALIAS | alias list ACCOUNT\n"
             "  domain alias add ALIAS DOMAIN | domain alias remove ALIAS\n"
             "  domain alias list [DOMAIN] | domain catchall DOMAIN [ACCOUNT | --none]\n"
@@ -335,12 +337,36 @@ static int cmd_account(PGconn *c, int argc, char **argv)
         struct dir_account a;
         if (dir_account_find(c, addr, &a, err, sizeof(err)) < 0)
             return fail(err);
-        if (json_out)
-            return print_json(account_json(&a));
+        json_t *admin_of = json_array();
+        if (dir_domain_admin_list(c, addr, domain_collect, admin_of, err, sizeof(err)) < 0) {
+            json_decref(admin_of);
+            return fail(err);
+        }
+        if (json_out) {
+            json_t *o = account_json(&a);
+            json_object_set_new(o, "admin_of", admin_of);
+            return print_json(o);
+        }
         printf("address:   %s\nkind:      %s\nfull name: %s\ndisabled:  %s\nadmin:     %s\n",
                a.address, a.kind, a.full_name, a.disabled ? "yes" : "no",
                a.is_admin ? "yes" : "no");
+        size_t i;
+        json_t *v;
+        printf("admin of: ");
+        json_array_foreach(admin_of, i, v) printf("%s%s", i ? " " : "", json_string_value(v));
+        printf("%s\n", json_array_size(admin_of) ? "" : "-");
+        json_decref(admin_of);
         return EXIT_OK;
+    }
+    if (!strcmp(verb, "admin-of") && (oc == 1 || (oc == 2 && !strcmp(ov[1], "--remove")))) {
+        bool remove = oc == 2;
+        int rc = remove ? dir_domain_admin_remove(c, addr, ov[0], err, sizeof(err))
+                        : dir_domain_admin_add(c, addr, ov[0], err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s %s administrator of %s", addr,
+                 remove ? "is no longer" : "is now", ov[0]);
+        return ok_msg(msg);
     }
     if (oc == 0 && !strcmp(verb, "delete")) {
         if (dir_account_delete(c, addr, err, sizeof(err)) < 0)

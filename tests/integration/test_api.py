@@ -109,3 +109,63 @@ def test_cluster_and_service_status(api):
     assert any(node["node"] == "it1" and node["state"] == "up" for node in c["nodes"])
     assert call("POST", f"{base}/cluster").status_code == 405
     assert call("GET", f"{base}/services", auth=("user@api.test", "user-secret-1")).status_code == 403
+
+
+def test_domain_administrators(api):
+    """A domain administrator lists, sees and changes the accounts and the record of its
+    own domains only; never a server administrator's account, nothing cluster-wide."""
+    n, base = api
+    boss = ("boss@api.test", "boss-secret-1")
+    floectl(n.config, "domain", "delete", "other.api.test", "--force")
+    for args, pw in ((("domain", "add", "other.api.test"), None),
+                     (("account", "add", boss[0]), boss[1]),
+                     (("account", "add", "eve@other.api.test"), "eve-secret-12"),
+                     (("account", "add", "chief@api.test", "--admin"), "chief-secret-1")):
+        r = floectl(n.config, *args, env={"FLOE_PASSWORD": pw} if pw else None)
+        assert r.returncode == 0 or "exists" in r.stderr or "taken" in r.stderr, r.stderr
+    # not yet an administrator of anything: like any user
+    assert call("GET", f"{base}/domains", auth=boss).status_code == 403
+    assert floectl(n.config, "account", "admin-of", boss[0], "api.test").returncode == 0
+    try:
+        assert call("GET", f"{base}/domains", auth=boss).json() == ["api.test"]
+        r = call("GET", f"{base}/domains/api.test", auth=boss)
+        assert r.status_code == 200 and boss[0] in r.json()["admins"]
+        assert r.json()["name"] == "api.test" and r.json()["accounts"] >= 3
+        for d in ("other.api.test", "none.api.test"):   # another's, or none at all: the same
+            assert call("GET", f"{base}/domains/{d}", auth=boss).status_code == 403
+            assert call("GET", f"{base}/accounts?domain={d}", auth=boss).status_code == 403
+        listed = {a["address"] for a in call("GET", f"{base}/accounts", auth=boss).json()}
+        assert "user@api.test" in listed and "eve@other.api.test" not in listed
+        assert all(a.endswith("@api.test") for a in listed)
+        assert call("GET", f"{base}/accounts/user@api.test", auth=boss).status_code == 200
+        assert call("GET", f"{base}/accounts/nobody@api.test", auth=boss).status_code == 404
+        for who in ("eve@other.api.test", "nobody@other.api.test"):
+            assert call("GET", f"{base}/accounts/{who}", auth=boss).status_code == 403
+            assert call("PATCH", f"{base}/accounts/{who}", auth=boss,
+                        json={"full_name": "x"}).status_code == 403
+        r = call("POST", f"{base}/accounts", auth=boss,
+                 json={"address": "new@api.test", "password": "new-secret-12"})
+        assert r.status_code == 201
+        assert call("POST", f"{base}/accounts", auth=boss,
+                    json={"address": "x@other.api.test"}).status_code == 403
+        assert call("POST", f"{base}/accounts", auth=boss,
+                    json={"address": "y@api.test", "admin": True}).status_code == 403
+        assert call("PATCH", f"{base}/accounts/user@api.test", auth=boss,
+                    json={"full_name": "Changed by boss"}).status_code == 200
+        # a server administrator's account is out of reach, even in its own domain
+        assert call("PATCH", f"{base}/accounts/chief@api.test", auth=boss,
+                    json={"password": "taken-over-1"}).status_code == 403
+        assert call("DELETE", f"{base}/accounts/chief@api.test", auth=boss).status_code == 403
+        assert call("DELETE", f"{base}/accounts/new@api.test", auth=boss).status_code == 204
+        for method, path in (("POST", "/domains"), ("DELETE", "/domains/api.test"),
+                             ("GET", "/cluster"), ("GET", "/services")):
+            assert call(method, f"{base}{path}", auth=boss, json={"name": "z.api.test"}) \
+                .status_code == 403, path
+        # the server administrator sees every domain record
+        r = call("GET", f"{base}/domains/other.api.test")
+        assert r.status_code == 200 and r.json()["admins"] == []
+        assert call("GET", f"{base}/domains/none.api.test").status_code == 404
+    finally:
+        floectl(n.config, "account", "admin-of", boss[0], "api.test", "--remove")
+    # the right ends at once
+    assert call("GET", f"{base}/accounts/user@api.test", auth=boss).status_code == 403
