@@ -11,6 +11,9 @@
 const struct service_def service_defs[] = {
     /* RFC 867 time service of seed 003; off by default. */
     {"daytime", false, "*:13", "", 30, "daytime", "tcp", "daytime-tls", "tls", NULL, NULL, &daytime_ops},
+    /* POP3 (RFC 1939) with STLS on 110, implicit TLS on 995 (RFC 8314);
+     * RFC 1939 §3: the autologout timer is at least 10 minutes. */
+    {"pop3", true, "*:110", "*:995", 600, "pop3", "pop3", "pop3s", "pop3s", NULL, NULL, &pop3_ops},
     /* Health, readiness and metrics, and the admin API: plain HTTP on loopback (for
      * local health checks), HTTPS everywhere. */
     {"admin", true, "127.0.0.1:9180", "*:9443", 120, "admin-http", "http", "admin", "https", NULL, admin_http_init, &http_session_ops},

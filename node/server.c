@@ -40,6 +40,7 @@
 #include "node/tls.h"
 #include "node/workers.h"
 #include "storage/db.h"
+#include "storage/session_lock.h"
 
 #define MAX_LISTENERS 4096
 
@@ -570,6 +571,10 @@ static int migrate(const struct config *cfg, char *err, size_t errlen)
         return -1;
     }
     int n = db_migrate(c, why, sizeof(why));
+    /* Mailbox locks this node held before a crash are stale now: its sessions
+     * are gone (a clean stop released them already). */
+    if (n >= 0 && session_lock_release_node(c, cfg->node_id, why, sizeof(why)) < 0)
+        log_write("system", LOG_SUMMARY, NULL, NULL, "cannot release old mailbox locks: %s", why);
     PQfinish(c);
     if (n < 0) {
         snprintf(err, errlen, "database migration: %s", why);

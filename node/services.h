@@ -6,6 +6,7 @@
 #include "node/conn.h"
 
 extern const struct service_ops daytime_ops;
+extern const struct service_ops pop3_ops;
 extern const struct service_ops smtp_ops;
 
 void admin_http_init(void);

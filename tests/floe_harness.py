@@ -69,6 +69,8 @@ class Node:
         self.smtp_port = free_port(host)
         self.submission_port = free_port(host)
         self.submissions_port = free_port(host)
+        self.pop3_port = free_port(host)
+        self.pop3s_port = free_port(host)
         base = {
             "node": {"id": node_id, "state_dir": str(tmp_path / "state"), "io_threads": 2,
                      "workers": 2, "shutdown_timeout": 5},
@@ -80,6 +82,8 @@ class Node:
             "service smtp": {"listen": f"{host}:{self.smtp_port}"},
             "service submission": {"listen": f"{host}:{self.submission_port}"},
             "service submissions": {"listen_tls": f"{host}:{self.submissions_port}"},
+            "service pop3": {"listen": f"{host}:{self.pop3_port}",
+                             "listen_tls": f"{host}:{self.pop3s_port}"},
         }
         if database:
             base["database"] = {"url": database if isinstance(database, str) else pg_url()}
