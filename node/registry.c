@@ -20,6 +20,9 @@ const struct service_def service_defs[] = {
     /* The web service (seed 003 "Web", ports 80/443): client auto-configuration now;
      * DAV, ActiveSync and the rest later. */
     {"web", true, "*:80", "*:443", 120, "web", "http", "webs", "https", web_configure, web_http_init, &http_session_ops},
+    /* IMAP (RFC 9051, RFC 3501) with STARTTLS on 143, implicit TLS on 993 (RFC 8314);
+     * RFC 9051 §5.4: the autologout timer is at least 30 minutes. */
+    {"imap", true, "*:143", "*:993", 1800, "imap", "imap", "imaps", "imaps", imap_configure, imap_init, &imap_ops},
     /* SMTP (seed 003 port table): the MX on 25 with STARTTLS, submission on 587
      * (AUTH required), implicit-TLS submission on 465 (RFC 8314). Settings
      * they share are in [smtp]. RFC 5321 §4.5.3.2.7: 5 minutes idle. */

@@ -71,6 +71,8 @@ class Node:
         self.submissions_port = free_port(host)
         self.pop3_port = free_port(host)
         self.pop3s_port = free_port(host)
+        self.imap_port = free_port(host)
+        self.imaps_port = free_port(host)
         base = {
             "node": {"id": node_id, "state_dir": str(tmp_path / "state"), "io_threads": 2,
                      "workers": 2, "shutdown_timeout": 5},
@@ -84,6 +86,8 @@ class Node:
             "service submissions": {"listen_tls": f"{host}:{self.submissions_port}"},
             "service pop3": {"listen": f"{host}:{self.pop3_port}",
                              "listen_tls": f"{host}:{self.pop3s_port}"},
+            "service imap": {"listen": f"{host}:{self.imap_port}",
+                             "listen_tls": f"{host}:{self.imaps_port}"},
         }
         if database:
             base["database"] = {"url": database if isinstance(database, str) else pg_url()}

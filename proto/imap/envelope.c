@@ -26,7 +26,8 @@ void imap_envelope_out_add(struct imap_envelope_out *out, const char *s, size_t 
         out->data = d;
         out->cap = cap;
     }
-    memcpy(out->data + out->len, s, n);
+    if (n)
+        memcpy(out->data + out->len, s, n);
     out->len += n;
     out->data[out->len] = '\0';
 }
