@@ -31,6 +31,7 @@
 
 #include "cluster/bus.h"
 #include "node/imap/imap.h"
+#include "node/ips.h"
 #include "node/loop.h"
 #include "node/metrics.h"
 #include "node/server.h"
@@ -653,6 +654,7 @@ static void auth_succeeded(struct imap_session *s, const struct dir_account *a)
     s->account = *a;
     s->state = IMAP_AUTH;
     imap_notify_watch(s);
+    ips_login_ok(conn_service(s->c), conn_peer_addr(s->c));
     conn_log(s->c, LOG_SUMMARY, "authenticated %s", a->address);
     char caps[1024];
     capability_code(s, caps, sizeof(caps));
@@ -664,6 +666,7 @@ static void auth_failed(struct imap_session *s, const char *text)
     sasl_server_free(&s->sasl);
     s->in_sasl = false;
     s->auth_failures++;
+    ips_login_failed(conn_service(s->c), conn_peer_addr(s->c));
     conn_log(s->c, LOG_SUMMARY, "authentication failed");
     snprintf(s->delayed, sizeof(s->delayed), "%s", text);
     /* password guessing costs time: the NO comes after a delay, input waits meanwhile */
