@@ -175,6 +175,13 @@ const char *conn_tls_sni(const struct conn *c)
 {
     return c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
+void conn_tls_alpn(const struct conn *c, const unsigned char **proto_r, unsigned *len_r)
+{
+    *proto_r = NULL;
+    *len_r = 0;
+    if (c->ssl)
+        SSL_get0_alpn_selected(c->ssl, proto_r, len_r);
+}
 struct io_loop *conn_loop(const struct conn *c)
 {
     return c->ls->loop;

@@ -57,6 +57,9 @@ const struct sockaddr *conn_peer_addr(const struct conn *c);
 const struct sockaddr *conn_local_addr(const struct conn *c);
 bool conn_is_tls(const struct conn *c);
 const char *conn_tls_sni(const struct conn *c); /* NULL when none */
+/* The protocol TLS negotiated by ALPN (RFC 7301), e.g. "h2": *proto_r and *len_r;
+ * length 0 when none (plain connection, or the client offered nothing we accept). */
+void conn_tls_alpn(const struct conn *c, const unsigned char **proto_r, unsigned *len_r);
 struct io_loop *conn_loop(const struct conn *c);
 struct metrics_service *conn_metrics(const struct conn *c);
 bool conn_closing(const struct conn *c);

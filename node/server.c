@@ -175,6 +175,11 @@ static struct runtime *runtime_build(struct config *cfg, char *err, size_t errle
             free(rt);
             return NULL;
         }
+        /* HTTP services answer in HTTP/2 when the client offers it (RFC 9113 §3.2);
+         * the other services never look at ALPN, and a client offering neither
+         * gets no ALPN answer at all (RFC 7301 §3.2). */
+        static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+        tls_store_set_alpn(rt->tls, alpn, sizeof(alpn) - 1);
     }
     rt->cfg = cfg;
     return rt;
@@ -303,6 +308,8 @@ static void loop_stop(void *arg)
 static void loop_abort(void *arg)
 {
     struct io_loop *l = loop_current();
+    if (!l)
+        return; /* the loop had already ended: loop_free() drains its posts on this thread */
     size_t n = conn_count(l);
     if (n)
         log_warn("system", NULL, NULL, "closing %zu session(s) still open at shutdown timeout",

@@ -948,6 +948,11 @@ int dir_account_update(PGconn *c, const char *address, long long expected_versio
         return -1;
     if (ch->full_name && account_fields_check("user", ch->full_name, err, errlen) != 0)
         return -1;
+    if (ch->deliver_to && strcmp(ch->deliver_to, "members") != 0 &&
+        strcmp(ch->deliver_to, "folder") != 0) {
+        dir_set_err(err, errlen, "group delivery must be members or folder");
+        return -1;
+    }
     char hash[PASSWORD_HASH_MAX], scram[PASSWORD_SCRAM_MAX];
     if (ch->password) {
         if (password_check(ch->password, err, errlen) != 0)
@@ -966,28 +971,36 @@ int dir_account_update(PGconn *c, const char *address, long long expected_versio
                        ch->password ? hash : NULL,
                        ch->password ? scram : NULL,
                        ch->full_name,
-                       ch->disabled < 0 ? NULL : ch->disabled ? "t" : "f"};
+                       ch->disabled < 0 ? NULL : ch->disabled ? "t" : "f",
+                       ch->deliver_to};
     if (dir_tx_begin(c, err, errlen) != 0)
         return -1;
     int rc = 0;
     /* One statement: the version check and the change cannot be separated. */
     PGresult *r = dir_sql(c,
-                          "WITH a AS (SELECT id, version FROM accounts WHERE domain_id = "
+                          "WITH a AS (SELECT id, version, kind FROM accounts WHERE domain_id = "
                           DIR_DOMAIN_ID_OF("$2") " AND lower(local_part) = $1 FOR UPDATE),"
                           " u AS (UPDATE accounts SET"
                           "  password_hash = coalesce($4, password_hash),"
                           "  scram_sha256 = coalesce($5, scram_sha256),"
                           "  full_name = coalesce($6, full_name),"
-                          "  disabled = coalesce($7::boolean, disabled)"
+                          "  disabled = coalesce($7::boolean, disabled),"
+                          "  deliver_to = coalesce($8, deliver_to)"
                           "  FROM a WHERE accounts.id = a.id AND ($3::bigint = 0 OR a.version = $3)"
+                          "  AND ($8::text IS NULL OR a.kind = 'group')"
                           "  RETURNING accounts.version)"
-                          " SELECT (SELECT version FROM a), (SELECT version FROM u)",
-                          7, p, "cannot change the account", NULL, err, errlen);
+                          " SELECT (SELECT version FROM a), (SELECT version FROM u),"
+                          " (SELECT kind FROM a)",
+                          8, p, "cannot change the account", NULL, err, errlen);
     if (r == NULL) {
         rc = -1;
     } else if (PQgetisnull(r, 0, 0)) {
         dir_set_err(err, errlen, "unknown account %s@%s", local, dom);
         rc = DIR_ENOTFOUND;
+    } else if (ch->deliver_to && strcmp(PQgetvalue(r, 0, 2), "group") != 0) {
+        dir_set_err(err, errlen, "%s@%s is not a group but a %s", local, dom,
+                    PQgetvalue(r, 0, 2));
+        rc = -1;
     } else if (PQgetisnull(r, 0, 1)) {
         dir_set_err(err, errlen, "the account was changed meanwhile (version %s)",
                     PQgetvalue(r, 0, 0));

@@ -153,9 +153,11 @@ int dir_account_version(PGconn *c, const char *address, long long *version_r, ch
 
 /* Changes of dir_account_update; NULL / negative members are left as they are. */
 struct dir_account_change {
-    const char *password;  /* new password; "" is refused */
-    const char *full_name; /* new full name */
-    int disabled;          /* 0 or 1; -1 keep */
+    const char *password;   /* new password; "" is refused */
+    const char *full_name;  /* new full name */
+    int disabled;           /* 0 or 1; -1 keep */
+    const char *deliver_to; /* a group's delivery (storage/groups.h): "members" or
+                             * "folder"; -1 with err for an account of another kind */
 };
 
 /* Applies ch to address in one transaction, only if the account's version is still

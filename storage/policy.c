@@ -114,15 +114,49 @@ static int set_domain_tx(PGconn *c, const char *domain, const char *service, enu
     return 0;
 }
 
-int policy_set_domain(PGconn *c, const char *domain, const char *service, enum policy_state st,
-                      char *err, size_t errlen)
+/* Checks a list of changes before anything is written: known services, each
+ * once, 1..POLICY_SERVICE_COUNT of them. */
+static int changes_check(const struct policy_change *ch, size_t n, char *err, size_t errlen)
 {
-    if (policy_service_check(service, err, errlen) != 0)
+    if (n == 0 || n > POLICY_SERVICE_COUNT) {
+        dir_set_err(err, errlen, "between 1 and %d policy changes at once", POLICY_SERVICE_COUNT);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (policy_service_check(ch[i].service, err, errlen) != 0)
+            return -1;
+        if (ch[i].state != POLICY_INHERIT && ch[i].state != POLICY_ENABLED &&
+            ch[i].state != POLICY_DISABLED) {
+            dir_set_err(err, errlen, "policy state must be enabled, disabled or inherit");
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(ch[k].service, ch[i].service) == 0) {
+                dir_set_err(err, errlen, "service %s given twice", ch[i].service);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+int policy_set_domain_many(PGconn *c, const char *domain, const struct policy_change *ch, size_t n,
+                           char *err, size_t errlen)
+{
+    if (changes_check(ch, n, err, errlen) != 0)
         return -1;
     if (dir_tx_begin(c, err, errlen) != 0)
         return -1;
-    int rc = set_domain_tx(c, domain, service, st, err, errlen);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = set_domain_tx(c, domain, ch[i].service, ch[i].state, err, errlen);
     return dir_tx_end(c, rc, true, err, errlen);
+}
+
+int policy_set_domain(PGconn *c, const char *domain, const char *service, enum policy_state st,
+                      char *err, size_t errlen)
+{
+    const struct policy_change ch = {service, st};
+    return policy_set_domain_many(c, domain, &ch, 1, err, errlen);
 }
 
 static int set_account_tx(PGconn *c, const char *address, const char *service, enum policy_state st,
@@ -151,15 +185,24 @@ static int set_account_tx(PGconn *c, const char *address, const char *service, e
     return 0;
 }
 
-int policy_set_account(PGconn *c, const char *address, const char *service, enum policy_state st,
-                       char *err, size_t errlen)
+int policy_set_account_many(PGconn *c, const char *address, const struct policy_change *ch,
+                            size_t n, char *err, size_t errlen)
 {
-    if (policy_service_check(service, err, errlen) != 0)
+    if (changes_check(ch, n, err, errlen) != 0)
         return -1;
     if (dir_tx_begin(c, err, errlen) != 0)
         return -1;
-    int rc = set_account_tx(c, address, service, st, err, errlen);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = set_account_tx(c, address, ch[i].service, ch[i].state, err, errlen);
     return dir_tx_end(c, rc, true, err, errlen);
+}
+
+int policy_set_account(PGconn *c, const char *address, const char *service, enum policy_state st,
+                       char *err, size_t errlen)
+{
+    const struct policy_change ch = {service, st};
+    return policy_set_account_many(c, address, &ch, 1, err, errlen);
 }
 
 /* ---- reading ---- */

@@ -65,6 +65,21 @@ int policy_set_domain(PGconn *c, const char *domain, const char *service, enum p
 int policy_set_account(PGconn *c, const char *address, const char *service, enum policy_state st,
                        char *err, size_t errlen);
 
+/* One service's new state, for the policy_set_*_many() functions. */
+struct policy_change {
+    const char *service;
+    enum policy_state state;
+};
+
+/* Apply n changes (1..POLICY_SERVICE_COUNT, each service at most once) to a
+ * domain or an account in one transaction: all of them or, on any error,
+ * none. The single-service setters above are these with n = 1. Returns 0,
+ * -1 (unknown or repeated service, bad n) or DIR_ENOTFOUND. */
+int policy_set_domain_many(PGconn *c, const char *domain, const struct policy_change *ch, size_t n,
+                           char *err, size_t errlen);
+int policy_set_account_many(PGconn *c, const char *address, const struct policy_change *ch,
+                            size_t n, char *err, size_t errlen);
+
 /* One service's settings and the resulting answer. */
 struct policy_service {
     const char *service; /* from policy_services */

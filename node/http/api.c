@@ -1,428 +1,466 @@
-/* The admin JSON API on the admin listener, /api/v1 (docs/API.md). It calls the
- * same storage functions floectl calls: one implementation of each operation.
+/* The admin JSON API on the admin listener, /api/v1 (docs/API.md, described
+ * for machines in docs/openapi.yaml). It calls the same storage functions
+ * floectl calls, and presents objects through the same builders
+ * (node/http/api_json.h): one implementation of each operation.
  *
- * Every request authenticates with Basic credentials (over TLS) of a server
- * administrator, who may do everything, or of a domain administrator
- * (storage/domainadmin.h), who may list, see and change only the accounts and
- * the domain record of the domains it administers, never a server
- * administrator's account, and nothing cluster-wide: 403 otherwise, whether
- * or not the thing exists. The operation runs on a worker; its result comes back as a status
- * and a JSON body. Accounts carry an ETag (their version, migration 0009); a
- * change with If-Match applies only if nobody changed the account meanwhile (412
- * otherwise), so two administrators cannot silently overwrite each other. */
+ * Routing. One table (routes[] below) lists every method and path the API
+ * answers; a path names its parameters as {address}, {name}, ... which match
+ * one path segment each. A path that matches with another method is 405 with
+ * Allow (RFC 9110 §15.5.6); anything else is 404. The table is also what the
+ * OpenAPI test compares docs/openapi.yaml with, so keep one route per line.
+ *
+ * Authentication and scope. Every request carries Basic credentials (over TLS)
+ * of a server administrator, who may do everything, or of a domain
+ * administrator (storage/domainadmin.h), who may use the routes marked SCOPED,
+ * and only on the accounts and domains it administers, never on a server
+ * administrator's account: 403 otherwise, whether or not the thing exists, so
+ * the answer reveals nothing about other domains. Routes marked SERVER are for
+ * server administrators only (domains themselves, domain aliases, domain
+ * administrators, server settings, the queue, cluster and service status).
+ *
+ * Concurrency. Objects carry an entity tag (RFC 9110 §8.8.3): an account or a
+ * group its version (migration 0009), any other object a hash of its JSON form
+ * without usage counters. A change sent with If-Match applies only while the
+ * tag still matches, 412 otherwise (RFC 9110 §13.1.1), so two administrators
+ * who start from the same version cannot silently overwrite each other. An
+ * account's PATCH compares inside its one UPDATE statement; other objects are
+ * read, compared and written under an administrator lock on the object
+ * (storage/adminlock.h), which every API node takes for the same sequence.
+ *
+ * The operation runs on a worker; its status and JSON body go back to the
+ * connection's thread (api_done). */
 #include <jansson.h>
 #include <stdatomic.h>
-#include <time.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster/cluster.h"
+#include "node/http/api_internal.h"
+#include "node/http/api_json.h"
 #include "node/http/auth.h"
-#include "node/metrics.h"
 #include "node/http/http.h"
+#include "node/metrics.h"
 #include "node/server.h"
 #include "node/services.h"
 #include "node/workers.h"
+#include "storage/adminlock.h"
 #include "storage/aliases.h"
 #include "storage/directory.h"
 #include "storage/dirview.h"
 #include "storage/domainadmin.h"
+#include "storage/groups.h"
+#include "storage/quota.h"
 
-enum api_op {
-    OP_DOMAINS_LIST,
-    OP_DOMAIN_ADD,
-    OP_DOMAIN_DELETE,
-    OP_DOMAIN_GET,
-    OP_ACCOUNTS_LIST,
-    OP_ACCOUNT_GET,
-    OP_ACCOUNT_ADD,
-    OP_ACCOUNT_UPDATE,
-    OP_ACCOUNT_DELETE,
-    OP_CLUSTER_STATUS,
-    OP_SERVICES,
+/* Who may use a route. */
+enum api_access {
+    SERVER, /* server administrators only */
+    SCOPED, /* domain administrators too, within their domains */
 };
 
-struct api_job {
-    struct job job;
-    struct http_exchange *x;
-    enum api_op op;
-    char name[DIR_ADDRESS_SIZE]; /* domain or address from the path */
-    char domain_filter[DIR_DOMAIN_MAX + 1];
-    json_t *body;               /* parsed request body, or NULL */
-    struct dir_account who;     /* the authenticated administrator */
-    long long if_match;         /* 0: none */
-    bool force;
-    /* result */
-    int status;
-    json_t *out;
-    long long etag; /* 0: none */
+/* What the first path parameter names: the scope a domain administrator needs
+ * (SCOPED routes) and the object an If-Match is locked on. */
+enum api_object {
+    NONE,    /* the handler checks the scope itself (listings, new objects) */
+    ACCOUNT, /* {address}: an account */
+    DOMAIN,  /* {name}: a domain */
+    GLOBAL,  /* a server-wide setting */
 };
+
+/* The query parameters a route takes (others are ignored). */
+#define Q_DOMAIN 1u /* domain=NAME: only this domain */
+#define Q_FORCE 2u  /* force=1: go ahead although refused otherwise */
+#define Q_EXPAND 4u /* expand=1: every account a group reaches */
+#define Q_KIND 8u   /* kind=K: a member's kind */
+
+struct api_route {
+    const char *method;
+    const char *path; /* after /api/v1 */
+    api_handler fn;   /* NULL: answered on the connection's thread (services) */
+    enum api_access access;
+    enum api_object obj;
+    /* the GET of the same resource: gives the entity tag that If-Match is
+     * compared with, and the answer of a successful PUT; NULL none */
+    api_handler view;
+    unsigned query; /* Q_* */
+};
+
+static int domains_list(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int domain_add(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int domain_get(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int domain_delete(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int accounts_list(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int account_add(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int account_get(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int account_update(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int account_delete(struct api_job *a, PGconn *c, char *err, size_t errlen);
+static int cluster_get(struct api_job *a, PGconn *c, char *err, size_t errlen);
+
+/* clang-format off */
+static const struct api_route routes[] = {
+    {"GET",    "/domains",                          domains_list,             SCOPED, NONE,    NULL, 0},
+    {"POST",   "/domains",                          domain_add,               SERVER, NONE,    NULL, 0},
+    {"GET",    "/domains/{name}",                   domain_get,               SCOPED, DOMAIN,  NULL, 0},
+    {"DELETE", "/domains/{name}",                   domain_delete,            SERVER, DOMAIN,  NULL, Q_FORCE},
+    {"GET",    "/domains/{name}/aliases",           api_domain_aliases_list,  SCOPED, DOMAIN,  NULL, 0},
+    {"POST",   "/domains/{name}/aliases",           api_domain_alias_add,     SERVER, DOMAIN,  NULL, 0},
+    {"DELETE", "/domains/{name}/aliases/{alias}",   api_domain_alias_delete,  SERVER, DOMAIN,  NULL, 0},
+    {"GET",    "/domains/{name}/catchall",          api_catchall_get,         SCOPED, DOMAIN,  api_catchall_get, 0},
+    {"PUT",    "/domains/{name}/catchall",          api_catchall_put,         SCOPED, DOMAIN,  api_catchall_get, 0},
+    {"DELETE", "/domains/{name}/catchall",          api_catchall_delete,      SCOPED, DOMAIN,  api_catchall_get, 0},
+    {"GET",    "/domains/{name}/quota",             api_quota_domain_get,     SCOPED, DOMAIN,  api_quota_domain_get, 0},
+    {"PUT",    "/domains/{name}/quota",             api_quota_domain_put,     SERVER, DOMAIN,  api_quota_domain_get, Q_FORCE},
+    {"GET",    "/domains/{name}/policies",          api_policies_domain_get,  SCOPED, DOMAIN,  api_policies_domain_get, 0},
+    {"PUT",    "/domains/{name}/policies",          api_policies_domain_put,  SCOPED, DOMAIN,  api_policies_domain_get, 0},
+    {"GET",    "/domains/{name}/admins",            api_domain_admins_list,   SERVER, DOMAIN,  NULL, 0},
+    {"POST",   "/domains/{name}/admins",            api_domain_admin_add,     SERVER, DOMAIN,  NULL, 0},
+    {"DELETE", "/domains/{name}/admins/{address}",  api_domain_admin_delete,  SERVER, DOMAIN,  NULL, 0},
+    {"GET",    "/accounts",                         accounts_list,            SCOPED, NONE,    NULL, Q_DOMAIN},
+    {"POST",   "/accounts",                         account_add,              SCOPED, NONE,    NULL, 0},
+    {"GET",    "/accounts/{address}",               account_get,              SCOPED, ACCOUNT, account_get, 0},
+    {"PATCH",  "/accounts/{address}",               account_update,           SCOPED, ACCOUNT, NULL, 0},
+    {"DELETE", "/accounts/{address}",               account_delete,           SCOPED, ACCOUNT, account_get, 0},
+    {"GET",    "/accounts/{address}/aliases",       api_aliases_list,         SCOPED, ACCOUNT, NULL, 0},
+    {"POST",   "/accounts/{address}/aliases",       api_alias_add,            SCOPED, ACCOUNT, NULL, 0},
+    {"DELETE", "/aliases/{alias}",                  api_alias_delete,         SCOPED, NONE,    NULL, 0},
+    {"GET",    "/accounts/{address}/forward",       api_forward_get,          SCOPED, ACCOUNT, api_forward_get, 0},
+    {"PUT",    "/accounts/{address}/forward",       api_forward_put,          SCOPED, ACCOUNT, api_forward_get, 0},
+    {"DELETE", "/accounts/{address}/forward",       api_forward_delete,       SCOPED, ACCOUNT, api_forward_get, 0},
+    {"GET",    "/accounts/{address}/autoreply",     api_autoreply_get,        SCOPED, ACCOUNT, api_autoreply_get, 0},
+    {"PUT",    "/accounts/{address}/autoreply",     api_autoreply_put,        SCOPED, ACCOUNT, api_autoreply_get, 0},
+    {"DELETE", "/accounts/{address}/autoreply",     api_autoreply_delete,     SCOPED, ACCOUNT, api_autoreply_get, 0},
+    {"GET",    "/accounts/{address}/quota",         api_quota_account_get,    SCOPED, ACCOUNT, api_quota_account_get, 0},
+    {"PUT",    "/accounts/{address}/quota",         api_quota_account_put,    SCOPED, ACCOUNT, api_quota_account_get, Q_FORCE},
+    {"GET",    "/accounts/{address}/policies",      api_policies_account_get, SCOPED, ACCOUNT, api_policies_account_get, 0},
+    {"PUT",    "/accounts/{address}/policies",      api_policies_account_put, SCOPED, ACCOUNT, api_policies_account_get, 0},
+    {"GET",    "/groups",                           api_groups_list,          SCOPED, NONE,    NULL, Q_DOMAIN},
+    {"POST",   "/groups",                           api_group_add,            SCOPED, NONE,    NULL, 0},
+    {"GET",    "/groups/{address}",                 api_group_get,            SCOPED, ACCOUNT, api_group_get, 0},
+    {"PUT",    "/groups/{address}",                 api_group_put,            SCOPED, ACCOUNT, api_group_get, 0},
+    {"DELETE", "/groups/{address}",                 api_group_delete,         SCOPED, ACCOUNT, api_group_get, 0},
+    {"GET",    "/groups/{address}/members",         api_members_list,         SCOPED, ACCOUNT, NULL, Q_EXPAND},
+    {"POST",   "/groups/{address}/members",         api_member_add,           SCOPED, ACCOUNT, NULL, 0},
+    {"DELETE", "/groups/{address}/members/{member}", api_member_delete,       SCOPED, ACCOUNT, NULL, Q_KIND},
+    {"GET",    "/server/quota",                     api_quota_server_get,     SERVER, GLOBAL,  api_quota_server_get, 0},
+    {"PUT",    "/server/quota",                     api_quota_server_put,     SERVER, GLOBAL,  api_quota_server_get, Q_FORCE},
+    {"GET",    "/server/login-policy",              api_login_policy_get,     SERVER, GLOBAL,  api_login_policy_get, 0},
+    {"PUT",    "/server/login-policy",              api_login_policy_put,     SERVER, GLOBAL,  api_login_policy_get, 0},
+    {"GET",    "/queue",                            api_queue_list,           SERVER, NONE,    NULL, 0},
+    {"POST",   "/queue/retry",                      api_queue_retry_all,      SERVER, NONE,    NULL, 0},
+    {"GET",    "/queue/{id}",                       api_queue_get,            SERVER, NONE,    NULL, 0},
+    {"DELETE", "/queue/{id}",                       api_queue_delete,         SERVER, NONE,    NULL, 0},
+    {"POST",   "/queue/{id}/retry",                 api_queue_retry,          SERVER, NONE,    NULL, 0},
+    {"GET",    "/cluster",                          cluster_get,              SERVER, NONE,    NULL, 0},
+    {"GET",    "/services",                         NULL,                     SERVER, NONE,    NULL, 0},
+};
+/* clang-format on */
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+/* ---- helpers for the handlers ---- */
 
 static json_t *error_json(const char *msg)
 {
     return json_pack("{s:s}", "error", msg);
 }
 
-static json_t *account_json(const struct dir_account *a)
+static int may_to_rc(int may, char *err, size_t errlen)
 {
-    return json_pack("{s:s,s:s,s:s,s:b,s:b}", "address", a->address, "kind", a->kind,
-                     "full_name", a->full_name, "disabled", a->disabled, "admin", a->is_admin);
-}
-
-static int collect_domain(const char *name, void *ctx)
-{
-    json_array_append_new(ctx, json_string(name));
-    return 0;
-}
-
-static int collect_account(const struct dir_account *a, void *ctx)
-{
-    json_array_append_new(ctx, account_json(a));
-    return 0;
-}
-
-/* Maps a storage result to an HTTP status. */
-static int status_of(int rc)
-{
-    switch (rc) {
-    case 0: return 200;
-    case DIR_ENOTFOUND: return 404;
-    case DIR_EEXIST: return 409;
-    case DIR_ENOTEMPTY: return 409;
-    case DIR_ECONFLICT: return 412;
-    default: return 400;
+    if (may == 1)
+        return 0;
+    if (may == 0) {
+        dir_set_err(err, errlen, "not an administrator of this domain");
+        return API_EFORBIDDEN;
     }
+    return -1;
 }
 
-static const char *str_field(json_t *o, const char *key)
+int api_check_domain(struct api_job *a, PGconn *c, const char *domain, char *err, size_t errlen)
 {
-    json_t *v = o ? json_object_get(o, key) : NULL;
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    return may_to_rc(dir_admin_may_domain(c, &a->who, domain, err, errlen), err, errlen);
 }
 
-static int collect_alias(const char *alias, const char *domain, void *ctx)
+int api_check_account(struct api_job *a, PGconn *c, const char *address, char *err, size_t errlen)
 {
-    json_array_append_new(ctx, json_string(alias));
+    return may_to_rc(dir_admin_may_account(c, &a->who, address, err, errlen), err, errlen);
+}
+
+int api_body_str(struct api_job *a, const char *key, bool required, const char **v_r, char *err,
+                 size_t errlen)
+{
+    json_t *v = a->body ? json_object_get(a->body, key) : NULL;
+    *v_r = NULL;
+    if (v == NULL && !required)
+        return 0;
+    if (!json_is_string(v)) {
+        dir_set_err(err, errlen, "\"%s\" must be a string%s", key, v ? "" : " and is required");
+        return API_EBADREQ;
+    }
+    *v_r = json_string_value(v);
     return 0;
 }
 
-static int collect_address(const struct dir_account *acc, void *ctx)
+int api_body_bool(struct api_job *a, const char *key, int *v_r, char *err, size_t errlen)
 {
-    json_array_append_new(ctx, json_string(acc->address));
+    json_t *v = a->body ? json_object_get(a->body, key) : NULL;
+    *v_r = -1;
+    if (v == NULL)
+        return 0;
+    if (!json_is_boolean(v)) {
+        dir_set_err(err, errlen, "\"%s\" must be true or false", key);
+        return API_EBADREQ;
+    }
+    *v_r = json_is_true(v);
     return 0;
 }
+
+int api_body_only(struct api_job *a, const char *const *allowed, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(a->body, key, v)
+    {
+        size_t i = 0;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (!allowed[i]) {
+            dir_set_err(err, errlen, "unknown field \"%.64s\"", key);
+            return API_EBADREQ;
+        }
+    }
+    return 0;
+}
+
+/* ---- domains ---- */
 
 /* The domain record: name, description, aliases, account count, administrators. */
-static int domain_record(PGconn *c, const char *name, json_t **out_r, char *err, size_t errlen)
+static int domain_get(struct api_job *a, PGconn *c, char *err, size_t errlen)
 {
     struct dir_domain_info d;
-    int rc = dir_view_domain(c, name, &d, err, errlen);
+    int rc = dir_view_domain(c, a->p1, &d, err, errlen);
     if (rc != 0)
         return rc;
     const char *own = d.alias_of[0] ? d.alias_of : d.name;
     json_t *aliases = json_array(), *admins = json_array();
-    rc = dir_domain_alias_list(c, own, collect_alias, aliases, err, errlen);
+    rc = dir_domain_alias_list(c, own, api_json_collect_domain_alias, aliases, err, errlen);
     if (rc == 0)
-        rc = dir_domain_admins(c, own, collect_address, admins, err, errlen);
+        rc = dir_domain_admins(c, own, api_json_collect_address, admins, err, errlen);
     if (rc != 0) {
         json_decref(aliases);
         json_decref(admins);
         return rc;
     }
-    *out_r = json_pack("{s:s,s:s,s:o,s:I,s:o}", "name", own, "description", d.description,
+    a->out = json_pack("{s:s,s:s,s:o,s:I,s:o}", "name", own, "description", d.description,
                        "aliases", aliases, "accounts", (json_int_t)d.accounts, "admins", admins);
     return 0;
 }
 
-/* Whether a domain administrator (a->who, not a server administrator) may run
- * a's operation: 1 yes, 0 no (403), -1 database error. */
-static int domain_admin_scope(PGconn *c, struct api_job *a, char *err, size_t errlen)
+static int domains_list(struct api_job *a, PGconn *c, char *err, size_t errlen)
 {
-    long long n = 0;
-    if (dir_domain_admin_count(c, a->who.id, &n, err, errlen) != 0)
-        return -1;
-    if (n == 0)
-        return 0;
-    switch (a->op) {
-    case OP_DOMAINS_LIST:
-        return 1; /* its own domains only, below */
-    case OP_DOMAIN_GET:
-        return dir_admin_may_domain(c, &a->who, a->name, err, errlen);
-    case OP_ACCOUNTS_LIST:
-        return *a->domain_filter ? dir_admin_may_domain(c, &a->who, a->domain_filter, err, errlen)
-                                 : 1;
-    case OP_ACCOUNT_GET:
-    case OP_ACCOUNT_UPDATE:
-    case OP_ACCOUNT_DELETE:
-        return dir_admin_may_account(c, &a->who, a->name, err, errlen);
-    case OP_ACCOUNT_ADD: {
-        const char *address = str_field(a->body, "address");
-        json_t *admin = a->body ? json_object_get(a->body, "admin") : NULL;
-        if (json_is_true(admin))
-            return 0; /* making a server administrator is for server administrators */
-        return address ? dir_admin_may_account(c, &a->who, address, err, errlen) : 1;
-    }
-    default:
-        return 0;
-    }
+    a->out = json_array();
+    return a->who.is_admin ? dir_domain_list(c, api_json_collect_name, a->out, err, errlen)
+                           : dir_domain_admin_list(c, a->who.address, api_json_collect_name, a->out,
+                                                   err, errlen);
 }
 
-/* The accounts of every domain the administrator administers. */
-static int own_accounts(PGconn *c, const struct dir_account *who, json_t *out, char *err,
-                        size_t errlen)
+static int domain_add(struct api_job *a, PGconn *c, char *err, size_t errlen)
 {
+    static const char *const fields[] = {"name", NULL};
+    const char *name;
+    int rc = api_body_only(a, fields, err, errlen);
+    if (rc == 0)
+        rc = api_body_str(a, "name", true, &name, err, errlen);
+    if (rc == 0)
+        rc = dir_domain_add(c, name, err, errlen);
+    if (rc == 0) {
+        a->status = 201;
+        a->out = json_pack("{s:s}", "name", name);
+    }
+    return rc;
+}
+
+static int domain_delete(struct api_job *a, PGconn *c, char *err, size_t errlen)
+{
+    int rc = dir_domain_delete(c, a->p1, a->force, err, errlen);
+    if (rc == 0)
+        a->status = 204;
+    return rc;
+}
+
+/* ---- accounts ---- */
+
+struct collect_kind {
+    json_t *out;
+    const char *kind; /* NULL: every kind */
+};
+
+static int collect_of_kind(const struct dir_account *acc, void *ctx)
+{
+    struct collect_kind *k = ctx;
+    if (k->kind == NULL || strcmp(acc->kind, k->kind) == 0)
+        json_array_append_new(k->out, api_json_account(acc));
+    return 0;
+}
+
+/* The accounts (of kind, NULL any) of ?domain=, else of every domain the
+ * administrator may see: all for a server administrator, else its domains. */
+static int list_accounts(struct api_job *a, PGconn *c, const char *kind, char *err, size_t errlen)
+{
+    struct collect_kind k = {json_array(), kind};
+    a->out = k.out;
+    if (*a->q_domain) {
+        int rc = api_check_domain(a, c, a->q_domain, err, errlen);
+        return rc ? rc : dir_account_list(c, a->q_domain, collect_of_kind, &k, err, errlen);
+    }
+    if (a->who.is_admin)
+        return dir_account_list(c, NULL, collect_of_kind, &k, err, errlen);
     json_t *domains = json_array();
-    int rc = dir_domain_admin_list(c, who->address, collect_domain, domains, err, errlen);
+    int rc = dir_domain_admin_list(c, a->who.address, api_json_collect_name, domains, err, errlen);
     size_t i;
     json_t *d;
     json_array_foreach(domains, i, d)
     {
         if (rc != 0)
             break;
-        rc = dir_account_list(c, json_string_value(d), collect_account, out, err, errlen);
+        rc = dir_account_list(c, json_string_value(d), collect_of_kind, &k, err, errlen);
     }
     json_decref(domains);
     return rc;
 }
 
-static void api_work(struct job *j, struct worker *w)
+static int accounts_list(struct api_job *a, PGconn *c, char *err, size_t errlen)
 {
-    struct api_job *a = (struct api_job *)j;
-    char err[512] = "";
-    PGconn *c = worker_db(w, err, sizeof(err));
-    if (!c) {
-        a->status = 503;
-        a->out = error_json("database unavailable");
-        return;
-    }
-    bool server_admin = a->who.is_admin;
-    if (!server_admin) {
-        int scope = domain_admin_scope(c, a, err, sizeof(err));
-        if (scope <= 0) {
-            if (scope < 0)
-                worker_db_check(w);
-            a->status = scope < 0 ? 503 : 403;
-            a->out = error_json(scope < 0 ? "database unavailable"
-                                          : "not an administrator of this domain");
-            return;
-        }
-    }
-    int rc = 0;
-    switch (a->op) {
-    case OP_DOMAINS_LIST:
-        a->out = json_array();
-        rc = server_admin ? dir_domain_list(c, collect_domain, a->out, err, sizeof(err))
-                          : dir_domain_admin_list(c, a->who.address, collect_domain, a->out, err,
-                                                  sizeof(err));
-        break;
-    case OP_DOMAIN_GET:
-        rc = domain_record(c, a->name, &a->out, err, sizeof(err));
-        break;
-    case OP_DOMAIN_ADD: {
-        const char *name = str_field(a->body, "name");
-        rc = name ? dir_domain_add(c, name, err, sizeof(err)) : -1;
-        if (!name)
-            snprintf(err, sizeof(err), "body must be {\"name\": \"domain\"}");
-        if (rc == 0) {
-            a->status = 201;
-            a->out = json_pack("{s:s}", "name", name);
-        }
-        break;
-    }
-    case OP_DOMAIN_DELETE:
-        rc = dir_domain_delete(c, a->name, a->force, err, sizeof(err));
-        if (rc == 0)
-            a->status = 204;
-        break;
-    case OP_ACCOUNTS_LIST:
-        a->out = json_array();
-        if (!server_admin && !*a->domain_filter)
-            rc = own_accounts(c, &a->who, a->out, err, sizeof(err));
-        else
-            rc = dir_account_list(c, *a->domain_filter ? a->domain_filter : NULL,
-                                  collect_account, a->out, err, sizeof(err));
-        break;
-    case OP_ACCOUNT_GET: {
-        struct dir_account acc;
-        rc = dir_account_find(c, a->name, &acc, err, sizeof(err));
-        if (rc == 0)
-            rc = dir_account_version(c, a->name, &a->etag, err, sizeof(err));
-        if (rc == 0)
-            a->out = account_json(&acc);
-        break;
-    }
-    case OP_ACCOUNT_ADD: {
-        const char *address = str_field(a->body, "address");
-        json_t *admin = a->body ? json_object_get(a->body, "admin") : NULL;
-        if (!address) {
-            snprintf(err, sizeof(err), "body needs \"address\"");
-            rc = -1;
-            break;
-        }
-        rc = dir_account_add(c, address, str_field(a->body, "kind"),
-                             str_field(a->body, "password"), str_field(a->body, "full_name"),
-                             json_is_true(admin), err, sizeof(err));
-        struct dir_account acc;
-        if (rc == 0 && dir_account_find(c, address, &acc, err, sizeof(err)) == 0 &&
-            dir_account_version(c, address, &a->etag, err, sizeof(err)) == 0) {
-            a->status = 201;
-            a->out = account_json(&acc);
-        }
-        break;
-    }
-    case OP_ACCOUNT_UPDATE: {
-        json_t *dis = a->body ? json_object_get(a->body, "disabled") : NULL;
-        struct dir_account_change ch = {
-            .password = str_field(a->body, "password"),
-            .full_name = str_field(a->body, "full_name"),
-            .disabled = json_is_boolean(dis) ? json_is_true(dis) : -1,
-        };
-        rc = dir_account_update(c, a->name, a->if_match, &ch, &a->etag, err, sizeof(err));
-        struct dir_account acc;
-        if (rc == 0 && dir_account_find(c, a->name, &acc, err, sizeof(err)) == 0)
-            a->out = account_json(&acc);
-        break;
-    }
-    case OP_ACCOUNT_DELETE:
-        rc = dir_account_delete(c, a->name, err, sizeof(err));
-        if (rc == 0)
-            a->status = 204;
-        break;
-    case OP_CLUSTER_STATUS: {
-        struct cluster_status st;
-        rc = cluster_status_read(c, &st, err, sizeof(err));
-        if (rc == 0) {
-            json_t *nodes = json_array();
-            for (size_t i = 0; i < st.nnodes; i++) {
-                const struct cluster_node_status *ns = &st.nodes[i];
-                json_t *conns = json_loads(ns->connections, 0, NULL);
-                json_array_append_new(
-                    nodes, json_pack("{s:s,s:s,s:b,s:s,s:I,s:o}", "node", ns->node_id, "state",
-                                     ns->state, "master", ns->master, "version", ns->version,
-                                     "heartbeat_age", (json_int_t)ns->heartbeat_age_s,
-                                     "connections", conns ? conns : json_object()));
-            }
-            a->out = json_pack("{s:I,s:s?,s:s?,s:o}", "epoch", (json_int_t)st.epoch, "master",
-                               *st.master ? st.master : NULL, "pinned",
-                               *st.pinned ? st.pinned : NULL, "nodes", nodes);
-            cluster_status_free(&st);
-        }
-        break;
-    }
-    case OP_SERVICES:
-        break; /* answered without a worker */
-    }
-    if (rc != 0) {
+    return list_accounts(a, c, NULL, err, errlen);
+}
+
+int api_groups_list(struct api_job *a, PGconn *c, char *err, size_t errlen)
+{
+    return list_accounts(a, c, "group", err, errlen);
+}
+
+/* The account at address as JSON with its version as the entity tag. */
+static int account_answer(struct api_job *a, PGconn *c, const char *address, char *err,
+                          size_t errlen)
+{
+    struct dir_account acc;
+    long long version;
+    int rc = dir_account_find(c, address, &acc, err, errlen);
+    if (rc == 0)
+        rc = dir_account_version(c, acc.address, &version, err, errlen);
+    if (rc == 0) {
         json_decref(a->out);
-        a->out = error_json(*err ? err : "failed");
-        a->status = status_of(rc);
-        a->etag = 0;
-    } else if (!a->status) {
-        a->status = 200;
+        a->out = api_json_account(&acc);
+        snprintf(a->etag, sizeof a->etag, "%lld", version);
     }
+    return rc;
 }
 
-static void api_done(struct job *j)
+static int account_get(struct api_job *a, PGconn *c, char *err, size_t errlen)
 {
-    struct api_job *a = (struct api_job *)j;
-    char *text = a->out && a->status != 204 ? json_dumps(a->out, JSON_COMPACT) : NULL;
-    char hdr[64] = "";
-    if (a->etag)
-        snprintf(hdr, sizeof(hdr), "ETag: \"%lld\"\r\n", a->etag);
-    if (a->status == 204)
-        http_respond(a->x, 204, NULL, NULL, 0, NULL);
-    else
-        http_respond(a->x, a->status, "application/json", text ? text : "{}",
-                     text ? strlen(text) : 2, *hdr ? hdr : NULL);
-    free(text);
-    json_decref(a->out);
-    json_decref(a->body);
-    free(a);
+    return account_answer(a, c, a->p1, err, errlen);
 }
 
-static void respond_json(struct http_exchange *x, int status, const char *msg)
+static int account_add(struct api_job *a, PGconn *c, char *err, size_t errlen)
 {
-    json_t *o = error_json(msg);
-    char *text = json_dumps(o, JSON_COMPACT);
-    http_respond(x, status, "application/json", text, strlen(text), NULL);
-    free(text);
-    json_decref(o);
-}
-
-/* Works out the operation from method and path (after /api/v1). */
-static int route(const char *method, const char *rest, struct api_job *a)
-{
-    bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),
-         del = !strcmp(method, "DELETE"), patch = !strcmp(method, "PATCH");
-    if (!strcmp(rest, "/domains"))
-        return get ? (a->op = OP_DOMAINS_LIST, 0) : post ? (a->op = OP_DOMAIN_ADD, 0) : 405;
-    if (!strcmp(rest, "/accounts"))
-        return get ? (a->op = OP_ACCOUNTS_LIST, 0) : post ? (a->op = OP_ACCOUNT_ADD, 0) : 405;
-    if (!strcmp(rest, "/cluster"))
-        return get ? (a->op = OP_CLUSTER_STATUS, 0) : 405;
-    if (!strcmp(rest, "/services"))
-        return get ? (a->op = OP_SERVICES, 0) : 405;
-    const char *name = NULL;
-    if (!strncmp(rest, "/domains/", 9)) {
-        name = rest + 9;
-        if (get)
-            a->op = OP_DOMAIN_GET;
-        else if (del)
-            a->op = OP_DOMAIN_DELETE;
-        else
-            return 405;
-    } else if (!strncmp(rest, "/accounts/", 10)) {
-        name = rest + 10;
-        if (get)
-            a->op = OP_ACCOUNT_GET;
-        else if (patch)
-            a->op = OP_ACCOUNT_UPDATE;
-        else if (del)
-            a->op = OP_ACCOUNT_DELETE;
-        else
-            return 405;
-    } else {
-        return 404;
+    static const char *const fields[] = {"address", "password", "full_name", "kind", "admin", NULL};
+    const char *address, *password, *full_name, *kind;
+    int admin;
+    int rc = api_body_only(a, fields, err, errlen);
+    if (rc == 0)
+        rc = api_body_str(a, "address", true, &address, err, errlen);
+    if (rc == 0)
+        rc = api_body_str(a, "password", false, &password, err, errlen);
+    if (rc == 0)
+        rc = api_body_str(a, "full_name", false, &full_name, err, errlen);
+    if (rc == 0)
+        rc = api_body_str(a, "kind", false, &kind, err, errlen);
+    if (rc == 0)
+        rc = api_body_bool(a, "admin", &admin, err, errlen);
+    if (rc != 0)
+        return rc;
+    /* making a server administrator is for server administrators */
+    if (admin == 1 && !a->who.is_admin) {
+        dir_set_err(err, errlen, "only server administrators make server administrators");
+        return API_EFORBIDDEN;
     }
-    if (!*name || strchr(name, '/') || strlen(name) >= sizeof(a->name))
-        return 404;
-    snprintf(a->name, sizeof(a->name), "%s", name);
-    return 0;
+    rc = api_check_account(a, c, address, err, errlen);
+    if (rc == 0)
+        rc = dir_account_add(c, address, kind, password, full_name, admin == 1, err, errlen);
+    if (rc == 0)
+        rc = account_answer(a, c, address, err, errlen);
+    if (rc == 0)
+        a->status = 201;
+    return rc;
 }
 
-/* Reads the body, If-Match and query of the request into a. 0 ok, else an HTTP status. */
-static int read_request(struct http_exchange *x, struct api_job *a, const char **why)
+static int account_update(struct api_job *a, PGconn *c, char *err, size_t errlen)
 {
-    const struct http_request *req = http_request(x);
-    if (req->body_len > 0) {
-        json_error_t jerr;
-        a->body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(a->body)) {
-            *why = "the body must be a JSON object";
-            return 400;
+    static const char *const fields[] = {"password", "full_name", "disabled", NULL};
+    const char *password, *full_name;
+    int disabled;
+    int rc = api_body_only(a, fields, err, errlen);
+    if (rc == 0)
+        rc = api_body_str(a, "password", false, &password, err, errlen);
+    if (rc == 0)
+        rc = api_body_str(a, "full_name", false, &full_name, err, errlen);
+    if (rc == 0)
+        rc = api_body_bool(a, "disabled", &disabled, err, errlen);
+    if (rc != 0)
+        return rc;
+    /* the version check happens inside the UPDATE (dir_account_update) */
+    long long expected = 0, version;
+    if (a->if_match && !a->im.any) {
+        char *end = NULL;
+        expected = a->im.n == 1 ? strtoll(a->im.tags[0], &end, 10) : 0;
+        if (expected <= 0 || *end) {
+            dir_set_err(err, errlen, "the account was changed meanwhile");
+            return DIR_ECONFLICT;
         }
     }
-    const char *im = http_header(x, "If-Match");
-    if (im) {
-        char *end;
-        long long v = strtoll(im + (*im == '"'), &end, 10);
-        if (v <= 0 || (*end != '"' && *end != '\0')) {
-            *why = "If-Match must be an ETag this API gave";
-            return 412;
-        }
-        a->if_match = v;
+    struct dir_account_change ch = {
+        .password = password, .full_name = full_name, .disabled = disabled};
+    rc = dir_account_update(c, a->p1, expected, &ch, &version, err, errlen);
+    if (rc == 0)
+        rc = account_answer(a, c, a->p1, err, errlen);
+    return rc;
+}
+
+static int account_delete(struct api_job *a, PGconn *c, char *err, size_t errlen)
+{
+    int rc = dir_account_delete(c, a->p1, err, errlen);
+    if (rc == 0)
+        a->status = 204;
+    return rc;
+}
+
+/* ---- cluster and services ---- */
+
+static int cluster_get(struct api_job *a, PGconn *c, char *err, size_t errlen)
+{
+    struct cluster_status st;
+    int rc = cluster_status_read(c, &st, err, errlen);
+    if (rc != 0)
+        return rc;
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < st.nnodes; i++) {
+        const struct cluster_node_status *ns = &st.nodes[i];
+        json_t *conns = json_loads(ns->connections, 0, NULL);
+        json_array_append_new(nodes,
+                              json_pack("{s:s,s:s,s:b,s:s,s:I,s:o}", "node", ns->node_id, "state",
+                                        ns->state, "master", ns->master, "version", ns->version,
+                                        "heartbeat_age", (json_int_t)ns->heartbeat_age_s,
+                                        "connections", conns ? conns : json_object()));
     }
-    const char *q = req->query;
-    a->force = q && strstr(q, "force=1");
-    if (q && !strncmp(q, "domain=", 7))
-        snprintf(a->domain_filter, sizeof(a->domain_filter), "%.*s", (int)strcspn(q + 7, "&"),
-                 q + 7);
+    a->out = json_pack("{s:I,s:s?,s:s?,s:o}", "epoch", (json_int_t)st.epoch, "master",
+                       *st.master ? st.master : NULL, "pinned", *st.pinned ? st.pinned : NULL,
+                       "nodes", nodes);
+    cluster_status_free(&st);
     return 0;
 }
 
 /* This node's services: what runs, connections, uptime (seed 003's services list). */
-static void services_status(struct http_exchange *x)
+static json_t *services_status(void)
 {
     json_t *list = json_array();
     struct runtime *rt = runtime_get();
@@ -444,10 +482,351 @@ static void services_status(struct http_exchange *x)
     }
     json_t *o = json_pack("{s:s,s:o}", "node", rt->cfg->node_id, "services", list);
     runtime_put(&rt);
-    char *text = json_dumps(o, JSON_COMPACT);
-    http_respond(x, 200, "application/json", text, strlen(text), NULL);
+    return o;
+}
+
+/* ---- entity tags ---- */
+
+/* A copy of o without usage counters (keys ending in "used"), which change with
+ * mail traffic, not with what an administrator set. */
+static json_t *without_usage(json_t *o)
+{
+    if (json_is_array(o)) {
+        json_t *c = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(o, i, v) json_array_append_new(c, without_usage(v));
+        return c;
+    }
+    if (!json_is_object(o))
+        return json_incref(o);
+    json_t *c = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        size_t n = strlen(key);
+        if (n < 4 || strcmp(key + n - 4, "used") != 0)
+            json_object_set_new(c, key, without_usage(v));
+    }
+    return c;
+}
+
+/* The entity tag of a representation: FNV-1a (64 bits) of its canonical JSON
+ * (sorted keys), "h" and 16 hex digits. Strong enough to tell versions of one
+ * object apart; it is not a security measure. */
+static void etag_of(json_t *o, char out[API_ETAG_MAX])
+{
+    json_t *v = without_usage(o);
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_decref(v);
+    unsigned long long h = 14695981039346656037ULL;
+    for (const char *p = text ? text : ""; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 1099511628211ULL;
+    }
     free(text);
+    snprintf(out, API_ETAG_MAX, "h%016llx", h);
+}
+
+/* The name the administrator lock of the route's object is taken on: the
+ * object's canonical name, so that every spelling (a domain alias, another
+ * case) locks the same. 0 with name_r ("" when the object does not exist:
+ * the handler then answers 404), or -1. */
+static int lock_name(struct api_job *a, PGconn *c, char name_r[ADMINLOCK_NAME_MAX + 1], char *err,
+                     size_t errlen)
+{
+    name_r[0] = '\0';
+    int rc = 0;
+    if (a->route->obj == ACCOUNT) {
+        struct dir_account acc;
+        rc = dir_account_find(c, a->p1, &acc, err, errlen);
+        size_t i = 0;
+        for (; rc == 0 && acc.address[i] && i < ADMINLOCK_NAME_MAX; i++)
+            name_r[i] = (char)tolower((unsigned char)acc.address[i]);
+        name_r[i] = '\0';
+    } else if (a->route->obj == DOMAIN) {
+        char own[DIR_DOMAIN_MAX + 1];
+        rc = dir_domain_lookup(c, a->p1, NULL, own, err, errlen);
+        if (rc == 0)
+            snprintf(name_r, ADMINLOCK_NAME_MAX + 1, "%s", own);
+    } else {
+        snprintf(name_r, ADMINLOCK_NAME_MAX + 1, "#server");
+    }
+    return rc == DIR_ENOTFOUND ? 0 : rc;
+}
+
+/* Runs the route's handler with If-Match honoured: under the object's lock the
+ * current representation (the route's view) must still carry one of the tags.
+ * Afterwards a PUT answers with the new representation. */
+static int run_route(struct api_job *a, PGconn *c, char *err, size_t errlen)
+{
+    const struct api_route *r = a->route;
+    bool compare = a->if_match && r->view != NULL && r->view != r->fn;
+    char lock[ADMINLOCK_NAME_MAX + 1] = "";
+    int rc = 0;
+    if (compare) {
+        rc = lock_name(a, c, lock, err, errlen);
+        if (rc == 0 && *lock && adminlock_take(c, lock, err, errlen) != 0) {
+            *lock = '\0';
+            rc = PQstatus(c) == CONNECTION_OK ? API_EBUSY : -1;
+        }
+        if (rc == 0)
+            rc = r->view(a, c, err, errlen);
+        if (rc == 0) {
+            if (!*a->etag)
+                etag_of(a->out, a->etag);
+            if (!api_if_match_ok(&a->im, a->etag)) {
+                dir_set_err(err, errlen, "changed meanwhile: the current ETag is \"%s\"", a->etag);
+                rc = DIR_ECONFLICT;
+            }
+        }
+        json_decref(a->out);
+        a->out = NULL;
+        a->etag[0] = '\0';
+    }
+    if (rc == 0)
+        rc = r->fn(a, c, err, errlen);
+    if (rc == 0 && r->view && r->view != r->fn && !strcmp(r->method, "PUT")) {
+        json_decref(a->out);
+        a->out = NULL;
+        rc = r->view(a, c, err, errlen);
+    }
+    if (rc == 0 && r->view && a->status != 204 && !*a->etag && a->out)
+        etag_of(a->out, a->etag);
+    if (*lock)
+        adminlock_release(c, lock, NULL, 0);
+    return rc;
+}
+
+/* ---- the worker job ---- */
+
+/* Maps a handler's result to an HTTP status. */
+static int status_of(int rc, PGconn *c)
+{
+    switch (rc) {
+    case 0:
+        return 200;
+    case DIR_ENOTFOUND:
+        return 404;
+    case DIR_EEXIST:
+        return 409;
+    case DIR_ENOTEMPTY:
+        return 409;
+    case QUOTA_EBELOWUSAGE:
+        return 409;
+    case DIR_ECYCLE:
+        return 409;
+    case DIR_ECONFLICT:
+        return 412;
+    case API_EFORBIDDEN:
+        return 403;
+    case API_EBUSY:
+        return 503;
+    default:
+        /* -1 is invalid input, or a database that went away */
+        return PQstatus(c) == CONNECTION_OK ? 400 : 503;
+    }
+}
+
+/* Whether a domain administrator (a->who, not a server administrator) may use
+ * the route on its object: 0 yes, API_EFORBIDDEN, or -1. */
+static int scope_check(struct api_job *a, PGconn *c, char *err, size_t errlen)
+{
+    long long n = 0;
+    if (dir_domain_admin_count(c, a->who.id, &n, err, errlen) != 0)
+        return -1;
+    if (n == 0 || a->route->access != SCOPED) {
+        dir_set_err(err, errlen, "not an administrator of this domain");
+        return API_EFORBIDDEN;
+    }
+    switch (a->route->obj) {
+    case ACCOUNT:
+        return api_check_account(a, c, a->p1, err, errlen);
+    case DOMAIN:
+        return api_check_domain(a, c, a->p1, err, errlen);
+    case NONE:
+        return 0; /* the handler looks at what it is given */
+    case GLOBAL:
+        break;
+    }
+    dir_set_err(err, errlen, "server administrators only");
+    return API_EFORBIDDEN;
+}
+
+static void api_work(struct job *j, struct worker *w)
+{
+    struct api_job *a = (struct api_job *)j;
+    char err[512] = "";
+    PGconn *c = worker_db(w, err, sizeof(err));
+    if (!c) {
+        a->status = 503;
+        a->out = error_json("database unavailable");
+        return;
+    }
+    int rc = a->who.is_admin ? 0 : scope_check(a, c, err, sizeof(err));
+    if (rc == 0)
+        rc = run_route(a, c, err, sizeof(err));
+    if (rc != 0) {
+        a->status = status_of(rc, c);
+        if (a->status == 503 && rc != API_EBUSY) {
+            worker_db_check(w);
+            snprintf(err, sizeof(err), "database unavailable");
+        }
+        json_decref(a->out);
+        a->out = error_json(*err ? err : "failed");
+        a->etag[0] = '\0';
+    } else if (!a->status) {
+        a->status = 200;
+    }
+}
+
+static void respond(struct http_exchange *x, int status, json_t *o, const char *etag,
+                    const char *extra)
+{
+    char hdr[256] = "";
+    int n = 0;
+    if (etag && *etag)
+        n = snprintf(hdr, sizeof(hdr), "ETag: \"%s\"\r\n", etag);
+    if (extra && n >= 0 && (size_t)n < sizeof(hdr))
+        snprintf(hdr + n, sizeof(hdr) - (size_t)n, "%s", extra);
+    if (status == 204) {
+        http_respond(x, 204, NULL, NULL, 0, *hdr ? hdr : NULL);
+        return;
+    }
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (!text && status < 300) {
+        status = 503; /* out of memory building the answer */
+        *hdr = '\0';
+    }
+    http_respond(x, status, "application/json", text ? text : "{}", text ? strlen(text) : 2,
+                 *hdr ? hdr : NULL);
+    free(text);
+}
+
+static void respond_error(struct http_exchange *x, int status, const char *msg, const char *extra)
+{
+    json_t *o = error_json(msg);
+    respond(x, status, o, NULL, extra);
     json_decref(o);
+}
+
+static void api_job_free(struct api_job *a)
+{
+    json_decref(a->out);
+    json_decref(a->body);
+    free(a);
+}
+
+static void api_done(struct job *j)
+{
+    struct api_job *a = (struct api_job *)j;
+    respond(a->x, a->status, a->out, a->etag, NULL);
+    api_job_free(a);
+}
+
+/* ---- the request ---- */
+
+static int params_of(const char *pattern)
+{
+    int n = 0;
+    for (; *pattern; pattern++)
+        n += *pattern == '{';
+    return n;
+}
+
+/* Finds the route of method and path (after /api/v1): 0 with a->route and the
+ * parameters, 405 with the path's methods in allow, or 404. Where patterns
+ * with fewer parameters match, they win: /queue/retry is that path, not the
+ * message with the id "retry". */
+static int route(const char *method, const char *path, struct api_job *a, char *allow,
+                 size_t allowlen)
+{
+    char p[API_PARAMS_MAX][API_PARAM_SIZE];
+    size_t used = 0;
+    int fewest = API_PARAMS_MAX + 1;
+    for (size_t i = 0; i < NROUTES; i++)
+        if (params_of(routes[i].path) < fewest && api_path_match(routes[i].path, path, p))
+            fewest = params_of(routes[i].path);
+    allow[0] = '\0';
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (params_of(routes[i].path) != fewest || !api_path_match(routes[i].path, path, p))
+            continue;
+        if (!strcmp(routes[i].method, method)) {
+            a->route = &routes[i];
+            memcpy(a->p1, p[0], sizeof a->p1);
+            memcpy(a->p2, p[1], sizeof a->p2);
+            return 0;
+        }
+        int n = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", routes[i].method);
+        if (n > 0 && (size_t)n < allowlen - used)
+            used += (size_t)n;
+    }
+    return used ? 405 : 404;
+}
+
+/* Reads the query parameters the route takes (route->query); others are
+ * ignored. 0, or 400. */
+static int read_query(const char *q, struct api_job *a, const char **why)
+{
+    while (q && *q) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *v = eq ? eq + 1 : q + len;
+        size_t vlen = eq ? len - klen - 1 : 0;
+        char flag[8];
+        int rc = 0;
+        unsigned takes = a->route->query;
+        if ((takes & Q_DOMAIN) && klen == 6 && !memcmp(q, "domain", 6))
+            rc = api_query_value(v, vlen, a->q_domain, sizeof a->q_domain);
+        else if ((takes & Q_KIND) && klen == 4 && !memcmp(q, "kind", 4))
+            rc = api_query_value(v, vlen, a->q_kind, sizeof a->q_kind);
+        else if (((takes & Q_FORCE) && klen == 5 && !memcmp(q, "force", 5)) ||
+                 ((takes & Q_EXPAND) && klen == 6 && !memcmp(q, "expand", 6))) {
+            rc = api_query_value(v, vlen, flag, sizeof flag);
+            bool on = rc == 0 && (!strcmp(flag, "1") || !strcmp(flag, "true"));
+            if (klen == 5)
+                a->force = on;
+            else
+                a->expand = on;
+        }
+        if (rc != 0) {
+            *why = "malformed or oversized query parameter";
+            return 400;
+        }
+        q += len + (q[len] == '&');
+    }
+    return 0;
+}
+
+/* Reads the body, If-Match and query of the request into a. 0 ok, else an HTTP status. */
+static int read_request(struct http_exchange *x, struct api_job *a, const char **why)
+{
+    const struct http_request *req = http_request(x);
+    const struct api_route *r = a->route;
+    /* only changes take a body, and only changes of objects with an entity
+     * tag are conditional: elsewhere both are ignored */
+    bool change = strcmp(r->method, "GET") != 0 && strcmp(r->method, "DELETE") != 0;
+    bool conditional = (r->view && r->view != r->fn) || r->fn == account_update;
+    if (change && req->body_len > 0) {
+        json_error_t jerr;
+        a->body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(a->body)) {
+            *why = "the body must be a JSON object";
+            return 400;
+        }
+    }
+    const char *im = conditional ? http_header(x, "If-Match") : NULL;
+    if (im) {
+        a->if_match = true;
+        if (api_if_match_parse(im, &a->im) != 0) {
+            /* a condition we cannot evaluate is not met (RFC 9110 §13.1.1) */
+            *why = "If-Match must be \"*\" or ETags this API gave";
+            return 412;
+        }
+    }
+    return read_query(req->query, a, why);
 }
 
 static void authorised(struct http_exchange *x, const struct dir_account *who, void *arg)
@@ -456,19 +835,17 @@ static void authorised(struct http_exchange *x, const struct dir_account *who, v
     const char *why = "";
     /* a domain administrator's scope is checked on the worker (it needs the database);
      * what is never in its scope is refused here */
-    bool server_only = a->op == OP_DOMAIN_ADD || a->op == OP_DOMAIN_DELETE ||
-                       a->op == OP_CLUSTER_STATUS || a->op == OP_SERVICES;
-    int st = who->is_admin || !server_only ? read_request(x, a, &why) : 403;
+    int st = who->is_admin || a->route->access == SCOPED ? read_request(x, a, &why) : 403;
     if (st) {
-        json_decref(a->body);
-        free(a);
-        respond_json(x, st, st == 403 ? "server administrators only" : why);
+        respond_error(x, st, st == 403 ? "server administrators only" : why, NULL);
+        api_job_free(a);
         return;
     }
-    if (a->op == OP_SERVICES) {
-        json_decref(a->body);
-        free(a);
-        services_status(x);
+    if (a->route->fn == NULL) {
+        json_t *o = services_status();
+        respond(x, o ? 200 : 503, o, NULL, NULL);
+        json_decref(o);
+        api_job_free(a);
         return;
     }
     a->who = *who;
@@ -476,9 +853,8 @@ static void authorised(struct http_exchange *x, const struct dir_account *who, v
     a->job.work = api_work;
     a->job.done = api_done;
     if (workers_submit(server_workers(), &a->job) < 0) {
-        json_decref(a->body);
-        free(a);
-        respond_json(x, 503, "busy");
+        respond_error(x, 503, "busy", NULL);
+        api_job_free(a);
         return;
     }
     http_defer(x);
@@ -492,10 +868,13 @@ static void api(struct http_exchange *x)
         http_respond_status(x, 503);
         return;
     }
-    int st = route(req->method, req->path + strlen("/api/v1"), a);
+    char allow[128], hdr[160];
+    int st = route(req->method, req->path + strlen("/api/v1"), a, allow, sizeof allow);
     if (st) {
         free(a);
-        respond_json(x, st, st == 405 ? "method not allowed" : "no such resource");
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+        respond_error(x, st, st == 405 ? "method not allowed" : "no such resource",
+                      st == 405 ? hdr : NULL);
         return;
     }
     http_auth_basic(x, "Floe administration", authorised, a);

@@ -19,7 +19,9 @@
 #include "proto/autodiscover/dnsrecords.h"
 #include "cluster/watchdog.h"
 #include "node/config.h"
+#include "node/http/api_json.h"
 #include "node/ips.h"
+#include "storage/acl.h"
 #include "storage/aliases.h"
 #include "storage/autoreply.h"
 #include "storage/db.h"
@@ -32,6 +34,7 @@
 #include "storage/policy.h"
 #include "storage/queue.h"
 #include "storage/quota.h"
+#include "storage/smartdiscover.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -83,6 +86,11 @@ static void usage(FILE *f)
             "  event list | event remove NAME\n"
             "  dns records DOMAIN [--host NAME] [--ttl SECONDS]\n"
             "  autodiscover show DOMAIN   (what Outlook, phones and Thunderbird receive)\n"
+            "  autodiscover settings DOMAIN | autodiscover unset DOMAIN FIELD... | --all\n"
+            "  autodiscover set DOMAIN FIELD VALUE [FIELD VALUE ...]\n"
+            "      (SmartDiscover fields: public_hostname; smtp|pop3|imap|xmpp|sip _host, _tls\n"
+            "       (tls|starttls|none), _port; mobilesync|syncml|webdav|webclient|webadmin|\n"
+            "       freebusy|icalendar|caldav|carddav _url)\n"
             "  cluster master stepdown\n"
             "  ips list [--all] | ips unblock ADDRESS [--service S]\n"
             "  ips block ADDRESS [--minutes N] [--service S] [--reason TEXT]\n"
@@ -94,6 +102,10 @@ static void usage(FILE *f)
             "  watchdog list | watchdog remove NAME | watchdog alerts [NAME]\n"
             "  queue list | queue show ID | queue retry ID|all | queue delete ID\n"
             "  mail deliver ADDRESS [--folder PATH] < MESSAGE   (stores it, prints the UID)\n"
+            "  folder list ADDRESS | folder create ADDRESS PATH [--kind K]\n"
+            "  folder acl ADDRESS PATH [GRANTEE RIGHTS|none] | folder inherit ADDRESS PATH\n"
+            "      (GRANTEE: anyone, a domain, an account or group address; RIGHTS: letters of\n"
+            "       lrswipkxtea, RFC 4314; a group's folders are the public folders)\n"
             "The password may also come from the environment variable FLOE_PASSWORD.\n");
 }
 
@@ -216,19 +228,6 @@ static int cmd_domain(PGconn *c, int argc, char **argv)
 
 /* ---- account ---- */
 
-static json_t *account_json(const struct dir_account *a)
-{
-    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:b}", "id", (json_int_t)a->id, "address", a->address,
-                     "kind", a->kind, "full_name", a->full_name, "disabled", a->disabled,
-                     "admin", a->is_admin);
-}
-
-static int account_collect(const struct dir_account *a, void *ctx)
-{
-    json_array_append_new(ctx, account_json(a));
-    return 0;
-}
-
 /* Reads a password from --password, --password-stdin or FLOE_PASSWORD. */
 static int get_password(int argc, char **argv, char *out, size_t outlen, bool *given_r)
 {
@@ -294,7 +293,7 @@ static int cmd_account(PGconn *c, int argc, char **argv)
     const char *verb = argv[0];
     if (!strcmp(verb, "list") && argc <= 2) {
         json_t *a = json_array();
-        if (dir_account_list(c, argc == 2 ? argv[1] : NULL, account_collect, a, err,
+        if (dir_account_list(c, argc == 2 ? argv[1] : NULL, api_json_collect_account, a, err,
                              sizeof(err)) < 0) {
             json_decref(a);
             return fail(err);
@@ -343,7 +342,7 @@ static int cmd_account(PGconn *c, int argc, char **argv)
             return fail(err);
         }
         if (json_out) {
-            json_t *o = account_json(&a);
+            json_t *o = api_json_account(&a);
             json_object_set_new(o, "admin_of", admin_of);
             return print_json(o);
         }
@@ -481,14 +480,16 @@ static int cmd_domain_alias(PGconn *c, int argc, char **argv)
 
 static int cmd_domain_catchall(PGconn *c, int argc, char **argv)
 {
-    char err[1024], msg[700], who[DIR_ADDRESS_SIZE];
+    char err[1024], msg[700];
     if (argc == 1) {
-        if (dir_domain_get_catchall(c, argv[0], who, err, sizeof(err)) < 0)
+        json_t *o;
+        if (api_json_catchall_read(c, argv[0], &o, err, sizeof(err)) < 0)
             return fail(err);
         if (json_out)
-            return print_json(
-                json_pack("{s:s,s:s?}", "domain", argv[0], "catchall", *who ? who : NULL));
-        printf("catch-all of %s: %s\n", argv[0], *who ? who : "none");
+            return print_json(o);
+        const char *who = json_string_value(json_object_get(o, "catchall"));
+        printf("catch-all of %s: %s\n", argv[0], who ? who : "none");
+        json_decref(o);
         return EXIT_OK;
     }
     if (argc != 2)
@@ -617,34 +618,25 @@ static int cmd_autoreply(PGconn *c, int argc, char **argv)
         return ok_msg(msg);
     }
     if (!strcmp(verb, "show")) {
-        struct autoreply a;
-        int rc = autoreply_get(c, argv[1], &a, err, sizeof(err));
-        if (rc < 0)
+        json_t *o;
+        if (api_json_autoreply_read(c, argv[1], &o, err, sizeof(err)) < 0)
             return fail(err);
-        if (json_out) {
-            json_t *o = json_pack("{s:s,s:b}", "address", argv[1], "enabled", rc == 1);
-            if (rc == 1) {
-                json_object_set_new(o, "subject", json_string(a.subject));
-                json_object_set_new(o, "body", json_string(a.body));
-                json_object_set_new(o, "interval", json_integer(a.interval_s));
-                json_object_set_new(o, "from", a.starts ? json_integer(a.starts) : json_null());
-                json_object_set_new(o, "until", a.ends ? json_integer(a.ends) : json_null());
-                autoreply_free(&a);
-            }
+        if (json_out)
             return print_json(o);
-        }
-        if (rc == 0) {
+        if (!json_is_true(json_object_get(o, "enabled"))) {
             printf("%s has no auto-responder\n", argv[1]);
-            return EXIT_OK;
+        } else {
+            const char *subject = json_string_value(json_object_get(o, "subject"));
+            json_t *from = json_object_get(o, "from"), *until = json_object_get(o, "until");
+            printf("subject: %s\ninterval: %lld s\n", *subject ? subject : "(Auto: original)",
+                   (long long)json_integer_value(json_object_get(o, "interval")));
+            if (json_is_integer(from))
+                printf("from: %lld\n", (long long)json_integer_value(from));
+            if (json_is_integer(until))
+                printf("until: %lld\n", (long long)json_integer_value(until));
+            printf("\n%s\n", json_string_value(json_object_get(o, "body")));
         }
-        printf("subject: %s\ninterval: %d s\n", a.subject[0] ? a.subject : "(Auto: original)",
-               a.interval_s);
-        if (a.starts)
-            printf("from: %lld\n", (long long)a.starts);
-        if (a.ends)
-            printf("until: %lld\n", (long long)a.ends);
-        printf("\n%s\n", a.body);
-        autoreply_free(&a);
+        json_decref(o);
         return EXIT_OK;
     }
     return usage(stderr), EXIT_USAGE;
@@ -683,40 +675,165 @@ static int cmd_forward(PGconn *c, int argc, char **argv)
         return ok_msg(msg);
     }
     if (!strcmp(verb, "show")) {
-        struct dir_forward *f = malloc(sizeof *f);
-        if (f == NULL)
-            return fail("out of memory");
-        if (dir_forward_get(c, argv[1], f, err, sizeof(err)) < 0) {
-            free(f);
+        json_t *o;
+        if (api_json_forward_read(c, argv[1], &o, err, sizeof(err)) < 0)
             return fail(err);
-        }
-        json_t *t = json_array();
-        for (size_t i = 0; i < f->n; i++)
-            json_array_append_new(t, json_string(f->targets[i]));
-        bool keep = f->keep_copy;
-        free(f);
         if (json_out)
-            return print_json(
-                json_pack("{s:s,s:b,s:o}", "address", argv[1], "keep_copy", keep, "targets", t));
+            return print_json(o);
+        json_t *t = json_object_get(o, "targets");
         if (json_array_size(t) == 0) {
             printf("%s is not forwarded\n", argv[1]);
         } else {
-            printf("%s is forwarded%s to:\n", argv[1], keep ? " (keeping a copy)" : "");
+            printf("%s is forwarded%s to:\n", argv[1],
+                   json_is_true(json_object_get(o, "keep_copy")) ? " (keeping a copy)" : "");
             print_list(t);
         }
-        json_decref(t);
+        json_decref(o);
         return EXIT_OK;
     }
     return usage(stderr), EXIT_USAGE;
 }
 
-/* ---- group ---- */
+/* ---- folder: an account's folders and their rights (storage/folders.h, storage/acl.h) ---- */
 
-static int member_collect(const char *kind, const char *name, void *ctx)
+static int folder_print(const struct folder *f, void *ctx)
 {
-    json_array_append_new(ctx, json_pack("{s:s,s:s}", "kind", kind, "name", name));
+    json_t *arr = ctx;
+    if (json_out) {
+        json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s?,s:b}", "id", (json_int_t)f->id,
+                                             "path", f->path, "kind", folders_kind_str(f->kind),
+                                             "role", folders_role_str(f->role), "inherit",
+                                             f->acl_inherit));
+        return 0;
+    }
+    const char *role = folders_role_str(f->role);
+    printf("%-40s %-9s %-8s %s\n", f->path, folders_kind_str(f->kind), role ? role : "-",
+           f->acl_inherit ? "inherits rights" : "own rights");
     return 0;
 }
+
+static int acl_print(const struct acl_entry *e, void *ctx)
+{
+    json_t *arr = ctx;
+    char letters[12];
+    acl_mask_format(e->rights, letters);
+    if (json_out)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:b}", "kind",
+                                             acl_grantee_kind_str(e->kind), "grantee", e->grantee,
+                                             "rights", letters, "inherited", e->inherited));
+    else
+        printf("%-8s %-40s %-11s%s\n", acl_grantee_kind_str(e->kind), e->grantee, letters,
+               e->inherited ? " (inherited)" : "");
+    return 0;
+}
+
+/* A grantee as IMAP names it: "anyone", a domain name, or an account's or group's address. */
+static int folder_grantee(PGconn *c, const char *name, enum acl_grantee_kind *kind_r,
+                          long long *id_r, char *err, size_t errlen)
+{
+    if (!strcmp(name, "anyone")) {
+        *kind_r = ACL_GRANTEE_ANYONE;
+        *id_r = 0;
+        return 0;
+    }
+    if (!strchr(name, '@')) {
+        *kind_r = ACL_GRANTEE_DOMAIN;
+        return dir_domain_lookup(c, name, id_r, NULL, err, errlen) == 0 ? 0 : -1;
+    }
+    struct dir_account a;
+    if (dir_account_find(c, name, &a, err, errlen) != 0)
+        return -1;
+    *kind_r = !strcmp(a.kind, "group") ? ACL_GRANTEE_GROUP : ACL_GRANTEE_ACCOUNT;
+    *id_r = a.id;
+    return 0;
+}
+
+static int cmd_folder(PGconn *c, int argc, char **argv)
+{
+    char err[1024], msg[2200];
+    char *pos[5];
+    if (argc < 2)
+        return usage(stderr), EXIT_USAGE;
+    const char *verb = argv[0];
+    static const char *const vals[] = {"--kind", NULL};
+    int n = split_args(argc - 1, argv + 1, NULL, vals, pos, 4);
+    if (n < 1)
+        return usage(stderr), EXIT_USAGE;
+    struct dir_account a;
+    if (dir_account_find(c, pos[0], &a, err, sizeof(err)) != 0)
+        return fail(err);
+    if (!strcmp(verb, "list") && n == 1) {
+        json_t *arr = json_array();
+        int rc = folders_list(c, a.id, folder_print, arr, err, sizeof(err));
+        if (rc < 0) {
+            json_decref(arr);
+            return fail(err);
+        }
+        if (json_out)
+            return print_json(arr);
+        json_decref(arr);
+        return EXIT_OK;
+    }
+    if (n < 2)
+        return usage(stderr), EXIT_USAGE;
+    if (!strcmp(verb, "create") && n == 2) {
+        const char *k = opt_value(argc - 1, argv + 1, "--kind");
+        enum folder_kind kind = FOLDER_KIND_MAIL;
+        if (k && folders_kind_parse(k, &kind) != 0)
+            return fail("--kind: mail, events, contacts, tasks, notes, journal or files");
+        /* a group's first folders: the defaults give it its INBOX, where its mail goes */
+        if (folders_find_role(c, a.id, FOLDER_ROLE_INBOX, NULL) == FOLDERS_ENOTFOUND &&
+            folders_create_defaults(c, a.id, NULL) < 0)
+            return fail("cannot create the account's default folders");
+        struct folder f;
+        if (folders_find_path(c, a.id, pos[1], &f) == 0)
+            snprintf(msg, sizeof(msg), "%s of %s exists", f.path, a.address);
+        else if (folders_create(c, a.id, pos[1], kind, FOLDER_ROLE_NONE, &f, err, sizeof(err)) < 0)
+            return fail(err);
+        else
+            snprintf(msg, sizeof(msg), "%s of %s created", f.path, a.address);
+        return ok_msg(msg);
+    }
+    struct folder f;
+    if (folders_find_path(c, a.id, pos[1], &f) != 0) {
+        snprintf(msg, sizeof(msg), "%s has no folder %s", a.address, pos[1]);
+        return fail(msg);
+    }
+    if (!strcmp(verb, "acl") && n == 2) {
+        json_t *arr = json_array();
+        if (!json_out)
+            printf("%-8s %-40s %s\n", "owner", a.address, ACL_RIGHTS);
+        if (acl_list(c, f.id, acl_print, arr) != 0) {
+            json_decref(arr);
+            return fail("cannot read the folder's rights");
+        }
+        if (json_out)
+            return print_json(arr);
+        json_decref(arr);
+        return EXIT_OK;
+    }
+    if (!strcmp(verb, "acl") && n == 4) {
+        enum acl_grantee_kind kind;
+        long long gid;
+        if (folder_grantee(c, pos[2], &kind, &gid, err, sizeof(err)) != 0)
+            return fail(err);
+        const char *rights = !strcmp(pos[3], "none") ? "" : pos[3];
+        if (acl_set(c, f.id, kind, gid, rights, err, sizeof(err)) != 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s on %s of %s: %s", pos[2], f.path, a.address,
+                 *rights ? rights : "no rights");
+        return ok_msg(msg);
+    }
+    if (!strcmp(verb, "inherit") && n == 2) {
+        if (acl_reset_inherit(c, f.id, err, sizeof(err)) != 0)
+            return fail(err);
+        snprintf(msg, sizeof(msg), "%s of %s now has its parent's rights", f.path, a.address);
+        return ok_msg(msg);
+    }
+    return usage(stderr), EXIT_USAGE;
+}
+
+/* ---- group ---- */
 
 static int cmd_group(PGconn *c, int argc, char **argv)
 {
@@ -765,13 +882,9 @@ static int cmd_group(PGconn *c, int argc, char **argv)
         if (n != 1)
             return usage(stderr), EXIT_USAGE;
         bool expand = opt_flag(argc - 1, argv + 1, "--expand");
-        json_t *a = json_array();
-        int rc = expand ? dir_group_expand(c, pos[0], account_collect, a, err, sizeof(err))
-                        : dir_group_member_list(c, pos[0], member_collect, a, err, sizeof(err));
-        if (rc < 0) {
-            json_decref(a);
+        json_t *a;
+        if (api_json_members_read(c, pos[0], expand, &a, err, sizeof(err)) < 0)
             return fail(err);
-        }
         if (json_out)
             return print_json(a);
         size_t i;
@@ -876,75 +989,64 @@ static int limit_opt(int argc, char **argv, const char *name, bool sizes, bool i
     return 0;
 }
 
-static json_t *limit_json(long long v)
+/* A limit of a JSON form (api_json.h) for people: null is "inherit", 0 "unlimited". */
+static const char *limit_text(json_t *v, char buf[32])
 {
-    return v == QUOTA_INHERIT ? json_null() : json_integer((json_int_t)v);
+    if (json_is_null(v))
+        return "inherit";
+    if (json_integer_value(v) == 0)
+        return "unlimited";
+    snprintf(buf, 32, "%lld", (long long)json_integer_value(v));
+    return buf;
 }
 
-static const char *limit_text(long long v, char buf[32])
+static long long int_of(json_t *o, const char *key)
 {
-    if (v == QUOTA_INHERIT)
-        return "inherit";
-    if (v == 0)
-        return "unlimited";
-    snprintf(buf, 32, "%lld", v);
-    return buf;
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static const char *str_of(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
 }
 
 static int quota_show(PGconn *c, const char *level, const char *name)
 {
     char err[1024], b1[32], b2[32];
-    if (!strcmp(level, "account")) {
-        struct quota_info q;
-        if (quota_get(c, name, &q, err, sizeof(err)) < 0)
-            return fail(err);
-        if (json_out)
-            return print_json(json_pack(
-                "{s:s,s:{s:I,s:s,s:I},s:{s:I,s:s,s:I},s:{s:I,s:I,s:I,s:I}}", "address", q.address,
-                "bytes", "limit", (json_int_t)q.bytes_limit, "from",
-                quota_source_name(q.bytes_from), "used", (json_int_t)q.bytes_used, "messages",
-                "limit", (json_int_t)q.messages_limit, "from", quota_source_name(q.messages_from),
-                "used", (json_int_t)q.messages_used, "domain", "bytes_limit",
-                (json_int_t)q.domain_bytes_limit, "messages_limit",
-                (json_int_t)q.domain_messages_limit, "bytes_used", (json_int_t)q.domain_bytes_used,
-                "messages_used", (json_int_t)q.domain_messages_used));
-        printf("account:  %s\nbytes:    %lld used, limit %s (%s)\nmessages: %lld used, limit %s "
-               "(%s)\n",
-               q.address, q.bytes_used, limit_text(q.bytes_limit, b1),
-               quota_source_name(q.bytes_from), q.messages_used, limit_text(q.messages_limit, b2),
-               quota_source_name(q.messages_from));
-        printf("domain:   %lld bytes of %s, ", q.domain_bytes_used,
-               limit_text(q.domain_bytes_limit, b1));
-        printf("%lld messages of %s\n", q.domain_messages_used,
-               limit_text(q.domain_messages_limit, b2));
-        return EXIT_OK;
-    }
-    if (!strcmp(level, "domain")) {
-        struct quota_domain_info q;
-        if (quota_get_domain(c, name, &q, err, sizeof(err)) < 0)
-            return fail(err);
-        if (json_out)
-            return print_json(
-                json_pack("{s:s,s:I,s:I,s:o,s:o,s:I,s:I}", "domain", q.domain, "bytes_limit",
-                          (json_int_t)q.bytes_limit, "messages_limit", (json_int_t)q.messages_limit,
-                          "account_bytes", limit_json(q.account_bytes), "account_messages",
-                          limit_json(q.account_messages), "bytes_used", (json_int_t)q.bytes_used,
-                          "messages_used", (json_int_t)q.messages_used));
-        printf("domain:   %s\ntotal:    %lld bytes used of %s, ", q.domain, q.bytes_used,
-               limit_text(q.bytes_limit, b1));
-        printf("%lld messages used of %s\n", q.messages_used, limit_text(q.messages_limit, b2));
-        printf("default per account: %s bytes, ", limit_text(q.account_bytes, b1));
-        printf("%s messages\n", limit_text(q.account_messages, b2));
-        return EXIT_OK;
-    }
-    struct quota_server_info q;
-    if (quota_get_server(c, &q, err, sizeof(err)) < 0)
+    json_t *o;
+    bool account = !strcmp(level, "account"), domain = !strcmp(level, "domain");
+    int rc = account  ? api_json_quota_account_read(c, name, &o, err, sizeof(err))
+             : domain ? api_json_quota_domain_read(c, name, &o, err, sizeof(err))
+                      : api_json_quota_server_read(c, &o, err, sizeof(err));
+    if (rc < 0)
         return fail(err);
     if (json_out)
-        return print_json(json_pack("{s:I,s:I}", "account_bytes", (json_int_t)q.account_bytes,
-                                    "account_messages", (json_int_t)q.account_messages));
-    printf("default per account: %s bytes, ", limit_text(q.account_bytes, b1));
-    printf("%s messages\n", limit_text(q.account_messages, b2));
+        return print_json(o);
+    if (account) {
+        json_t *b = json_object_get(o, "bytes"), *m = json_object_get(o, "messages");
+        json_t *d = json_object_get(o, "domain");
+        printf("account:  %s\nbytes:    %lld used, limit %s (%s)\nmessages: %lld used, limit %s "
+               "(%s)\n",
+               str_of(o, "address"), int_of(b, "used"),
+               limit_text(json_object_get(b, "limit"), b1), str_of(b, "from"), int_of(m, "used"),
+               limit_text(json_object_get(m, "limit"), b2), str_of(m, "from"));
+        printf("domain:   %lld bytes of %s, ", int_of(d, "bytes_used"),
+               limit_text(json_object_get(d, "bytes_limit"), b1));
+        printf("%lld messages of %s\n", int_of(d, "messages_used"),
+               limit_text(json_object_get(d, "messages_limit"), b2));
+    } else {
+        if (domain) {
+            printf("domain:   %s\ntotal:    %lld bytes used of %s, ", str_of(o, "domain"),
+                   int_of(o, "bytes_used"), limit_text(json_object_get(o, "bytes_limit"), b1));
+            printf("%lld messages used of %s\n", int_of(o, "messages_used"),
+                   limit_text(json_object_get(o, "messages_limit"), b2));
+        }
+        printf("default per account: %s bytes, ",
+               limit_text(json_object_get(o, "account_bytes"), b1));
+        printf("%s messages\n", limit_text(json_object_get(o, "account_messages"), b2));
+    }
+    json_decref(o);
     return EXIT_OK;
 }
 
@@ -1018,32 +1120,27 @@ static int cmd_policy(PGconn *c, int argc, char **argv)
         return ok_msg(msg);
     }
     if (argc == 3 && !strcmp(argv[0], "show")) {
-        struct policy_service ps[POLICY_SERVICE_COUNT];
-        int rc = domain ? policy_get_domain(c, name, ps, err, sizeof(err))
-                        : policy_get_account(c, name, ps, err, sizeof(err));
+        json_t *a;
+        int rc = domain ? api_json_policies_domain_read(c, name, &a, err, sizeof(err))
+                        : api_json_policies_account_read(c, name, &a, err, sizeof(err));
         if (rc < 0)
             return fail(err);
-        json_t *a = json_array();
-        for (int i = 0; i < POLICY_SERVICE_COUNT; i++) {
-            json_t *o = json_pack("{s:s,s:s,s:b}", "service", ps[i].service, "domain",
-                                  policy_state_name(ps[i].domain), "allowed", ps[i].allowed);
-            if (!domain)
-                json_object_set_new(o, "account", json_string(policy_state_name(ps[i].account)));
-            json_array_append_new(a, o);
-        }
         if (json_out)
             return print_json(a);
         if (domain)
             printf("%-11s %-9s %s\n", "SERVICE", "DOMAIN", "ALLOWED");
         else
             printf("%-11s %-9s %-9s %s\n", "SERVICE", "DOMAIN", "ACCOUNT", "ALLOWED");
-        for (int i = 0; i < POLICY_SERVICE_COUNT; i++) {
-            const char *dom = policy_state_name(ps[i].domain), *yes = ps[i].allowed ? "yes" : "no";
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v)
+        {
+            const char *yes = json_is_true(json_object_get(v, "allowed")) ? "yes" : "no";
             if (domain)
-                printf("%-11s %-9s %s\n", ps[i].service, dom, yes);
+                printf("%-11s %-9s %s\n", str_of(v, "service"), str_of(v, "domain"), yes);
             else
-                printf("%-11s %-9s %-9s %s\n", ps[i].service, dom, policy_state_name(ps[i].account),
-                       yes);
+                printf("%-11s %-9s %-9s %s\n", str_of(v, "service"), str_of(v, "domain"),
+                       str_of(v, "account"), yes);
         }
         json_decref(a);
         return EXIT_OK;
@@ -1063,11 +1160,13 @@ static int cmd_login_policy(PGconn *c, int argc, char **argv)
         return ok_msg(msg);
     }
     if (argc == 1 && !strcmp(argv[0], "show")) {
-        if (policy_login_get(c, &p, err, sizeof(err)) < 0)
+        json_t *o;
+        if (api_json_login_policy_read(c, &o, err, sizeof(err)) < 0)
             return fail(err);
         if (json_out)
-            return print_json(json_pack("{s:s}", "login_policy", policy_login_name(p)));
-        printf("%s\n", policy_login_name(p));
+            return print_json(o);
+        printf("%s\n", str_of(o, "login_policy"));
+        json_decref(o);
         return EXIT_OK;
     }
     return usage(stderr), EXIT_USAGE;
@@ -1085,16 +1184,29 @@ static void dns_line(const char *text, void *arg)
         printf("%s\n", text);
 }
 
-/* The records the domain needs, naming the web service's public host name (or --host). */
-static int cmd_dns(PGconn *c, const struct config *cfg, int argc, char **argv)
+/* The settings in effect for DOMAIN (its name or an alias): the stored SmartDiscover
+ * fields over the configuration, as the web service merges them. EXIT_OK, or the
+ * failure already reported. */
+static int discover_load(PGconn *c, const struct config *cfg, const char *name,
+                         char domain[DIR_DOMAIN_MAX + 1], struct smartdiscover *sd,
+                         struct discover_settings *d)
 {
     char err[512];
+    long long id;
+    if (dir_domain_lookup(c, name, &id, domain, err, sizeof(err)) < 0 ||
+        smartdiscover_get(c, domain, sd, err, sizeof(err)) < 0)
+        return fail(err);
+    discover_settings_domain(cfg, domain, sd, d);
+    return EXIT_OK;
+}
+
+/* The records the domain needs, naming its public host name (or --host). */
+static int cmd_dns(PGconn *c, const struct config *cfg, int argc, char **argv)
+{
     if (argc < 2 || strcmp(argv[0], "records"))
         return usage(stderr), EXIT_USAGE;
-    struct discover_settings d;
-    discover_settings(cfg, argv[1], &d);
-    const char *host = d.host;
     unsigned ttl = 3600;
+    const char *host = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--host") && i + 1 < argc)
             host = argv[++i];
@@ -1103,12 +1215,13 @@ static int cmd_dns(PGconn *c, const struct config *cfg, int argc, char **argv)
         else
             return usage(stderr), EXIT_USAGE;
     }
-    long long id;
     char name[DIR_DOMAIN_MAX + 1];
-    if (dir_domain_lookup(c, argv[1], &id, name, err, sizeof(err)) < 0)
-        return fail(err);
+    static struct smartdiscover sd;
+    static struct discover_settings d;
+    if (discover_load(c, cfg, argv[1], name, &sd, &d) != EXIT_OK)
+        return EXIT_FAIL;
     json_t *a = json_out ? json_array() : NULL;
-    if (dns_records(name, host, ttl ? ttl : 3600, dns_line, a) < 0) {
+    if (dns_records(name, host ? host : d.host, ttl ? ttl : 3600, dns_line, a) < 0) {
         json_decref(a);
         return fail("invalid host name (use --host with the public DNS name)");
     }
@@ -1117,29 +1230,102 @@ static int cmd_dns(PGconn *c, const struct config *cfg, int argc, char **argv)
 
 /* ---- autodiscover ---- */
 
-/* The documents a client of DOMAIN receives, built by the same code the web service runs. */
+/* The value of field f in effect ("" when the field offers nothing). */
+static const char *discover_effective(const struct discover_settings *d,
+                                      enum smartdiscover_field f, char buf[16])
+{
+    if (f == SD_PUBLIC_HOSTNAME)
+        return d->host;
+    if (f >= SD_MOBILESYNC_URL) {
+        const char *u = discover_url(d, f);
+        return u ? u : "";
+    }
+    int svc = (f - SD_SMTP_HOST) / 3, which = (f - SD_SMTP_HOST) % 3;
+    if (!d->svc[svc].on)
+        return "";
+    if (which == 0)
+        return d->svc[svc].host;
+    if (which == 1)
+        return d->svc[svc].tls;
+    snprintf(buf, 16, "%d", d->svc[svc].port);
+    return buf;
+}
+
+/* The documents a client of DOMAIN receives, built by the same code the web service
+ * runs; the SmartDiscover settings (stored and in effect); changing them. */
 static int cmd_autodiscover(PGconn *c, const struct config *cfg, int argc, char **argv)
 {
     char err[512];
-    if (argc != 2 || strcmp(argv[0], "show"))
+    if (argc < 2)
         return usage(stderr), EXIT_USAGE;
-    long long id;
     char domain[DIR_DOMAIN_MAX + 1];
-    if (dir_domain_lookup(c, argv[1], &id, domain, err, sizeof(err)) < 0)
-        return fail(err);
-    struct discover_settings d;
-    discover_settings(cfg, domain, &d);
+    static struct smartdiscover sd;
+    static struct discover_settings d;
+    if (!strcmp(argv[0], "set") || !strcmp(argv[0], "unset")) {
+        bool set = !strcmp(argv[0], "set");
+        enum smartdiscover_field fields[2 * SD_NFIELDS];
+        const char *values[2 * SD_NFIELDS];
+        size_t n = 0;
+        bool all = !set && argc == 3 && !strcmp(argv[2], "--all");
+        if (argc < 3 || (set && (argc - 2) % 2) || (size_t)(argc - 2) > 2 * SD_NFIELDS)
+            return usage(stderr), EXIT_USAGE;
+        for (int i = 2; i < argc && !all; i += set ? 2 : 1) {
+            int f = smartdiscover_field_of(argv[i]);
+            if (f < 0) {
+                snprintf(err, sizeof(err), "unknown field '%s' (see floectl autodiscover "
+                         "settings DOMAIN)", argv[i]);
+                return fail(err);
+            }
+            fields[n] = (enum smartdiscover_field)f;
+            values[n++] = set ? argv[i + 1] : NULL;
+        }
+        int rc = all ? smartdiscover_clear(c, argv[1], err, sizeof(err))
+                     : smartdiscover_set(c, argv[1], fields, values, n, err, sizeof(err));
+        if (rc < 0)
+            return fail(err);
+        return ok_msg(set ? "SmartDiscover settings stored" : "SmartDiscover settings removed");
+    }
+    if (argc != 2)
+        return usage(stderr), EXIT_USAGE;
+    if (!strcmp(argv[0], "settings")) {
+        if (discover_load(c, cfg, argv[1], domain, &sd, &d) != EXIT_OK)
+            return EXIT_FAIL;
+        json_t *o = json_object();
+        if (!json_out)
+            printf("%-16s %-40s %s\n", "FIELD", "STORED", "IN EFFECT");
+        for (int f = 0; f < SD_NFIELDS; f++) {
+            char buf[16];
+            const char *eff = discover_effective(&d, (enum smartdiscover_field)f, buf);
+            if (json_out)
+                json_object_set_new(o, smartdiscover_fields[f],
+                                    json_pack("{s:s,s:s}", "stored", sd.v[f], "effective", eff));
+            else
+                printf("%-16s %-40s %s\n", smartdiscover_fields[f], sd.v[f][0] ? sd.v[f] : "-",
+                       eff[0] ? eff : "-");
+        }
+        if (json_out)
+            return print_json(o);
+        json_decref(o);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[0], "show"))
+        return usage(stderr), EXIT_USAGE;
+    if (discover_load(c, cfg, argv[1], domain, &sd, &d) != EXIT_OK)
+        return EXIT_FAIL;
     char email[DIR_ADDRESS_SIZE];
     snprintf(email, sizeof(email), "user@%s", domain);
     int status;
-    char *docs[4] = {autodiscover_response(AUTODISCOVER_SCHEMA_OUTLOOK, email, NULL, &d.s),
-                     autodiscover_response(AUTODISCOVER_SCHEMA_MOBILESYNC, email, NULL, &d.s),
-                     autodiscover_v2_json("ActiveSync", &d.s, &status),
-                     autodiscover_thunderbird(email, &d.s)};
-    static const char *const names[4] = {"outlook", "mobilesync", "v2", "thunderbird"};
+    enum { NDOCS = 5 };
+    char *docs[NDOCS] = {autodiscover_response(AUTODISCOVER_SCHEMA_OUTLOOK, email, NULL, &d.s),
+                         autodiscover_response(AUTODISCOVER_SCHEMA_MOBILESYNC, email, NULL, &d.s),
+                         autodiscover_v2_json("ActiveSync", &d.s, &status),
+                         autodiscover_thunderbird(email, &d.s),
+                         discover_smartdiscover_xml(&d, email, NULL)};
+    static const char *const names[NDOCS] = {"outlook", "mobilesync", "v2", "thunderbird",
+                                             "smartdiscover"};
     int rc = EXIT_OK;
     json_t *o = json_object();
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < NDOCS; i++) {
         if (!docs[i]) {
             rc = fail("cannot build the documents (check [service web] public_hostname)");
             break;
@@ -1149,7 +1335,7 @@ static int cmd_autodiscover(PGconn *c, const struct config *cfg, int argc, char 
         else
             printf("== %s (for %s)\n%s\n", names[i], email, docs[i]);
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NDOCS; i++)
         free(docs[i]);
     if (rc == EXIT_OK && json_out)
         return print_json(o);
@@ -1351,67 +1537,14 @@ static int queue_id_arg(const char *s, long long *id_r)
     return 0;
 }
 
-/* "YYYY-MM-DDTHH:MM:SSZ", or "-" for 0 (not set). */
-static const char *queue_time(long long unix_s, char buf[32])
-{
-    time_t t = (time_t)unix_s;
-    struct tm tm;
-    if (unix_s <= 0 || gmtime_r(&t, &tm) == NULL)
-        return "-";
-    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
-static json_t *queue_info_json(const struct queue_info *m)
-{
-    char rt[32], et[32];
-    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:b,s:b,s:s,s:s,s:s,s:I,s:i,s:i,s:i,s:s}", "id",
-                     (json_int_t)m->id, "age", (json_int_t)m->age, "size", (json_int_t)m->size,
-                     "sender", m->sender, "envid", m->envid, "ret", m->ret, "body", m->body,
-                     "smtputf8", m->smtputf8, "is_notice", m->is_notice, "received",
-                     queue_time(m->received_unix, rt), "expires", queue_time(m->expires_unix, et),
-                     "origin_node", m->origin_node, "auth_account", (json_int_t)m->auth_account,
-                     "queued", m->nqueued, "delivered", m->ndelivered, "failed", m->nfailed, "blob",
-                     m->blob_id);
-}
-
-static int queue_info_collect(const struct queue_info *m, void *ctx)
-{
-    json_array_append_new(ctx, queue_info_json(m));
-    return 0;
-}
-
-static int queue_rcpt_collect(const struct queue_rcpt_info *r, void *ctx)
-{
-    char nt[32], lt[32], ut[32];
-    json_t *o = json_pack(
-        "{s:I,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "id",
-        (json_int_t)r->id, "address", r->address, "domain", r->domain, "orcpt", r->orcpt, "notify",
-        (int)r->notify, "state", r->state, "attempts", r->attempts, "next_attempt",
-        queue_time(r->next_attempt_unix, nt), "last_attempt", queue_time(r->last_attempt_unix, lt),
-        "last_status", r->last_status, "last_reply", r->last_reply, "remote_host", r->remote_host,
-        "lease_node", r->lease_node, "lease_until", queue_time(r->lease_until_unix, ut), "notice",
-        r->notice, "delay_notified", r->delay_notified);
-    json_array_append_new(json_object_get(ctx, "recipients"), o);
-    return 0;
-}
-
-static int queue_show_collect(const struct queue_info *m, void *ctx)
-{
-    json_object_update_new(ctx, queue_info_json(m));
-    return 0;
-}
-
 static int cmd_queue(PGconn *c, int argc, char **argv)
 {
     char err[1024], msg[256];
     long long id = 0;
     if (argc == 1 && !strcmp(argv[0], "list")) {
-        json_t *a = json_array();
-        if (queue_list(c, queue_info_collect, a, err, sizeof(err)) < 0) {
-            json_decref(a);
+        json_t *a;
+        if (api_json_queue_list_read(c, &a, err, sizeof(err)) < 0)
             return fail(err);
-        }
         if (json_out)
             return print_json(a);
         /* One stable line per message: id, age in seconds, size, <sender>,
@@ -1439,11 +1572,9 @@ static int cmd_queue(PGconn *c, int argc, char **argv)
     if (!all && queue_id_arg(argv[1], &id) < 0)
         return usage(stderr), EXIT_USAGE;
     if (!strcmp(argv[0], "show")) {
-        json_t *o = json_pack("{s:[]}", "recipients");
-        if (queue_show(c, id, queue_show_collect, queue_rcpt_collect, o, err, sizeof(err)) < 0) {
-            json_decref(o);
+        json_t *o;
+        if (api_json_queue_show_read(c, id, &o, err, sizeof(err)) < 0)
             return fail(err);
-        }
         if (json_out)
             return print_json(o);
         printf("id:        %lld\nsender:    <%s>\nsize:      %lld\nreceived:  %s\n"
@@ -1665,7 +1796,7 @@ static int cmd_ips(PGconn *c, const struct config *cfg, int argc, char **argv)
             printf("%-39s %-12s %-20s %-16s %s%s\n",
                    json_string_value(json_object_get(v, "address")),
                    json_string_value(json_object_get(v, "service")),
-                   queue_time(json_integer_value(json_object_get(v, "until")), when),
+                   api_json_time(json_integer_value(json_object_get(v, "until")), when),
                    json_string_value(json_object_get(v, "node")),
                    json_string_value(json_object_get(v, "reason")),
                    json_is_true(json_object_get(v, "expired")) ? " (expired)" : "");
@@ -1691,7 +1822,7 @@ static int cmd_ips(PGconn *c, const struct config *cfg, int argc, char **argv)
             return fail(err);
         ips_tell_nodes(cfg, pos[0], service ? service : "*", until, reason);
         snprintf(msg, sizeof(msg), "%s blocked (%s) until %s", pos[0],
-                 service ? service : "every service", queue_time(until, when));
+                 service ? service : "every service", api_json_time(until, when));
         return ok_msg(msg);
     }
     if (!strcmp(argv[0], "unblock") && n == 1 && !opt_flag(argc - 1, argv + 1, "--all")) {
@@ -1800,7 +1931,7 @@ int main(int argc, char **argv)
     static const char *const commands[] = {"db",    "domain",  "account",      "cluster",
                                            "alias", "forward", "group",        "resource",
                                            "quota", "policy",  "login-policy", "task",
-                                           "event", "watchdog", "dns", "autodiscover", "queue", "mail", "autoreply", "ips", NULL};
+                                           "event", "watchdog", "dns", "autodiscover", "queue", "mail", "autoreply", "ips", "folder", NULL};
     bool known = false;
     for (const char *const *k = commands; *k && !known; k++)
         known = !strcmp(cmd, *k);
@@ -1862,6 +1993,8 @@ int main(int argc, char **argv)
         rc = cmd_login_policy(c, sub_argc, sub_argv);
     else if (!strcmp(cmd, "mail"))
         rc = cmd_mail(c, cfg, sub_argc, sub_argv);
+    else if (!strcmp(cmd, "folder"))
+        rc = cmd_folder(c, sub_argc, sub_argv);
     else
         rc = cmd_account(c, sub_argc, sub_argv);
     PQfinish(c);

@@ -1,5 +1,6 @@
 /* layer: proto */
-/* Unit tests for the HTTP/1.1 request reader. */
+/* Unit tests for the HTTP/1.1 request reader: buffered and streamed bodies at
+ * every split of the input, limits, and building requests from parts (HTTP/2). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -102,8 +103,7 @@ static void test_expect_continue(void **state)
     struct http_req_parser *p = http_req_parser_new(1024);
     size_t used;
     int status;
-    assert_int_equal(http_req_parser_feed(p, hdrs, strlen(hdrs), &used, &status),
-                     HTTP_REQ_HEADERS);
+    assert_int_equal(http_req_parser_feed(p, hdrs, strlen(hdrs), &used, &status), HTTP_REQ_HEADERS);
     assert_true(http_req_parser_request(p)->expect_continue);
     const char *rest = hdrs + used;
     size_t restlen = strlen(hdrs) - used;
@@ -146,8 +146,9 @@ static void test_errors(void **state)
     expect_status("GET /a% HTTP/1.1\r\n\r\n", 10, 400);
     expect_status("GET / HTTP/2.0\r\n\r\n", 10, 505);
     expect_status("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", 10, 413);
-    expect_status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n0123456789a\r\n0\r\n\r\n",
-                  10, 413);
+    expect_status(
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n0123456789a\r\n0\r\n\r\n", 10,
+        413);
     expect_status("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 10, 400);
 
     /* too many headers, too many header bytes, too long a target */
@@ -181,6 +182,168 @@ static void test_absolute_target(void **state)
     http_req_parser_free(&p);
 }
 
+/* Streams every request of text through a reader that stops at headers and takes
+ * bodies as pieces, in feeds of `step` bytes; returns the bodies joined with '|'. */
+static void stream_all(const char *text, size_t step, char *out, size_t outlen, int *requests_r)
+{
+    struct http_req_parser *p = http_req_parser_new(10);
+    http_req_parser_stop_at_headers(p, true);
+    size_t len = strlen(text), off = 0, o = 0, fed_end = 0;
+    int requests = 0;
+    out[0] = '\0';
+    while (off < len) {
+        /* a feed never reaches past what "arrived" so far */
+        if (fed_end <= off)
+            fed_end = off + step < len ? off + step : len;
+        size_t used;
+        int status;
+        enum http_req_event ev = http_req_parser_feed(p, text + off, fed_end - off, &used, &status);
+        assert_true(used <= fed_end - off);
+        off += used;
+        if (ev == HTTP_REQ_HEADERS) {
+            assert_int_equal(http_req_parser_body_mode(p, true, 1000, &status), 0);
+        } else if (ev == HTTP_REQ_BODY) {
+            const char *d;
+            size_t n;
+            http_req_parser_body_piece(p, &d, &n);
+            assert_true(n > 0 && o + n < outlen);
+            /* the piece lies inside what was just fed */
+            assert_true(d >= text && d + n <= text + fed_end);
+            memcpy(out + o, d, n);
+            o += n;
+            out[o] = '\0';
+        } else if (ev == HTTP_REQ_COMPLETE) {
+            struct http_request *r = http_req_parser_request(p);
+            assert_int_equal(r->body_len, 0); /* streamed: nothing kept */
+            assert_true(o + 1 < outlen);
+            out[o++] = '|';
+            out[o] = '\0';
+            requests++;
+            http_req_parser_next(p);
+        } else if (ev == HTTP_REQ_ERROR) {
+            fail_msg("error %d at %zu step %zu", status, off, step);
+        }
+    }
+    *requests_r = requests;
+    http_req_parser_free(&p);
+}
+
+static void test_streamed_bodies_any_split(void **state)
+{
+    /* the reader's own limit (10) does not apply: the mode's limit (1000) does */
+    const char *text = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\n\r\n"
+                       "abcdefghijklmnopqrstuvwxyz"
+                       "PUT /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5\r\nhello\r\n1\r\n \r\nd\r\nstreamed rest\r\n0\r\n\r\n"
+                       "GET /c HTTP/1.1\r\n\r\n";
+    for (size_t step = 1; step <= strlen(text); step++) {
+        char out[256];
+        int n;
+        stream_all(text, step, out, sizeof(out), &n);
+        assert_int_equal(n, 3);
+        assert_string_equal(out, "abcdefghijklmnopqrstuvwxyz|hello streamed rest||");
+    }
+}
+
+static void test_stop_at_headers_and_modes(void **state)
+{
+    struct http_req_parser *p = http_req_parser_new(5);
+    http_req_parser_stop_at_headers(p, true);
+    size_t used;
+    int status;
+    const char *get = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_int_equal(http_req_parser_feed(p, get, strlen(get), &used, &status), HTTP_REQ_HEADERS);
+    struct http_request *r = http_req_parser_request(p);
+    assert_false(r->has_body);
+    assert_int_equal(r->content_length, -1);
+    assert_string_equal(r->path, "/x");
+    /* feeding on without picking a mode: buffered with the default limit */
+    assert_int_equal(http_req_parser_feed(p, get + used, strlen(get) - used, &used, &status),
+                     HTTP_REQ_COMPLETE);
+    http_req_parser_next(p);
+
+    /* a buffered body under a larger per-request limit than the reader's */
+    const char *post = "POST /y HTTP/1.1\r\nContent-Length: 8\r\n\r\n12345678";
+    assert_int_equal(http_req_parser_feed(p, post, strlen(post), &used, &status), HTTP_REQ_HEADERS);
+    r = http_req_parser_request(p);
+    assert_true(r->has_body);
+    assert_int_equal(r->content_length, 8);
+    assert_int_equal(http_req_parser_body_mode(p, false, 100, &status), 0);
+    size_t off = used;
+    assert_int_equal(http_req_parser_feed(p, post + off, strlen(post) - off, &used, &status),
+                     HTTP_REQ_COMPLETE);
+    assert_string_equal(http_req_parser_request(p)->body, "12345678");
+    http_req_parser_next(p);
+
+    /* the default limit applies when the caller picks nothing */
+    assert_int_equal(http_req_parser_feed(p, post, strlen(post), &used, &status), HTTP_REQ_HEADERS);
+    off = used;
+    assert_int_equal(http_req_parser_feed(p, post + off, strlen(post) - off, &used, &status),
+                     HTTP_REQ_ERROR);
+    assert_int_equal(status, 413);
+    http_req_parser_free(&p);
+
+    /* an announced length over the mode's limit is refused before any body */
+    p = http_req_parser_new(1000);
+    http_req_parser_stop_at_headers(p, true);
+    assert_int_equal(http_req_parser_feed(p, post, strlen(post), &used, &status), HTTP_REQ_HEADERS);
+    assert_int_equal(http_req_parser_body_mode(p, true, 7, &status), -1);
+    assert_int_equal(status, 413);
+    assert_int_equal(http_req_parser_feed(p, post + used, 1, &used, &status), HTTP_REQ_ERROR);
+    http_req_parser_free(&p);
+
+    /* a chunked body that grows past the streamed limit */
+    p = http_req_parser_new(1000);
+    http_req_parser_stop_at_headers(p, true);
+    const char *ch =
+        "PUT /z HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n4\r\nefgh\r\n";
+    assert_int_equal(http_req_parser_feed(p, ch, strlen(ch), &used, &status), HTTP_REQ_HEADERS);
+    assert_true(http_req_parser_request(p)->has_body);
+    assert_int_equal(http_req_parser_body_mode(p, true, 6, &status), 0);
+    off = used;
+    assert_int_equal(http_req_parser_feed(p, ch + off, strlen(ch) - off, &used, &status),
+                     HTTP_REQ_BODY);
+    off += used;
+    assert_int_equal(http_req_parser_feed(p, ch + off, strlen(ch) - off, &used, &status),
+                     HTTP_REQ_ERROR);
+    assert_int_equal(status, 413);
+    http_req_parser_free(&p);
+}
+
+static void test_building_requests(void **state)
+{
+    struct http_request r;
+    memset(&r, 0, sizeof(r));
+    http_request_reset(&r);
+    assert_int_equal(r.content_length, -1);
+    assert_string_equal(http_method_lookup("PROPFIND", 8), "PROPFIND");
+    assert_string_equal(http_method_lookup("GETX", 3), "GET");
+    assert_null(http_method_lookup("BREW", 4));
+    assert_null(http_method_lookup("get", 3));
+    assert_int_equal(http_request_set_target(&r, "/a%2Fb?q=1", 10), 0);
+    assert_string_equal(r.path, "/a/b");
+    assert_string_equal(r.query, "q=1");
+    assert_int_equal(http_request_set_target(&r, "/c", 2), 0); /* replaces */
+    assert_string_equal(r.url, "/c");
+    assert_null(r.query);
+    assert_int_equal(http_request_set_target(&r, "/../x", 5), -1);
+    assert_int_equal(http_request_set_target(&r, "/a%00", 5), -1);
+    assert_int_equal(http_request_set_target(&r, "*", 1), -1);
+    assert_int_equal(http_request_set_target(&r, "/a\0b", 4), -1);
+    for (int i = 0; i < HTTP_MAX_HEADERS; i++)
+        assert_int_equal(http_request_add_header(&r, "x-h", 3, "v", 1), 0);
+    assert_int_equal(http_request_add_header(&r, "x-h", 3, "v", 1), -1);
+    assert_string_equal(http_request_header(&r, "X-H"), "v");
+    assert_int_equal(http_request_append_body(&r, "abc", 3, 5), 0);
+    assert_int_equal(http_request_append_body(&r, "de", 2, 5), 0);
+    assert_int_equal(http_request_append_body(&r, "f", 1, 5), -1);
+    assert_int_equal(r.body_len, 5);
+    assert_string_equal(r.body, "abcde");
+    http_request_reset(&r);
+    assert_null(r.body);
+    assert_int_equal(r.nheaders, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +352,9 @@ int main(void)
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_absolute_target),
+        cmocka_unit_test(test_streamed_bodies_any_split),
+        cmocka_unit_test(test_stop_at_headers_and_modes),
+        cmocka_unit_test(test_building_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
