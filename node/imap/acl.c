@@ -3,11 +3,15 @@
  * Rights are storage/acl.h's: the eleven RFC 4314 letters, the owner holding all of them.
  * Identifiers are "anyone", an account's address or a group's address. The RFC 2086 letters
  * "c" and "d" a client may still send are read as "k" and "xte" (RFC 4314 §2.1.1), which is
- * what RIGHTS=kxte announces. Negative rights ("-identifier") are not supported.
+ * what RIGHTS=kxte announces. Negative rights ("-identifier") are not supported. The commands
+ * work on other accounts' folders too (names.c): MYRIGHTS with any right, GETACL, SETACL,
+ * DELETEACL and LISTRIGHTS with "a" (RFC 4314 §4); the owner shown first is the folder's.
  *
- * Quota: one quota root per account, named "" (every mailbox of the account shares it), with
- * the STORAGE (KiB) and MESSAGE resources of the account's effective limits
- * (storage/quota.h); limits are set by administrators (floectl), so SETQUOTA is refused. */
+ * Quota: one quota root per account, named "" for the session's own account (every mailbox of
+ * it shares that root) and by the owner's address for other accounts' folders (what an APPEND
+ * there is charged to), with the STORAGE (KiB) and MESSAGE resources of that account's
+ * effective limits (storage/quota.h); limits are set by administrators (floectl), so SETQUOTA
+ * is refused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,18 +23,20 @@
 #include "storage/directory.h"
 #include "storage/folders.h"
 #include "storage/quota.h"
+#include "storage/sharing.h"
 
 enum acl_op { OP_GETACL, OP_SETACL, OP_DELETEACL, OP_LISTRIGHTS, OP_MYRIGHTS };
 
 struct acl_job {
     struct imap_job base;
     enum acl_op op;
-    char path[FOLDERS_PATH_MAX + 1];
+    char path[IMAP_NAME_MAX + 1];
     char ident[DIR_ADDRESS_SIZE];
-    char owner[DIR_ADDRESS_SIZE]; /* the folder's owner: the session's account */
+    char owner[DIR_ADDRESS_SIZE]; /* the folder's owner (the session's account at first) */
     char rights[ACL_RIGHTS_INPUT_MAX + 2];
     bool utf8;
-    bool notfound, badident, isowner, badrights;
+    bool notfound, badident, isowner, badrights, noperm;
+    unsigned myrights;
     struct imap_envelope_out out;
 };
 
@@ -127,16 +133,25 @@ static int resolve_ident(PGconn *db, struct acl_job *aj, enum acl_grantee_kind *
 static void acl_work(struct imap_job *j, PGconn *db)
 {
     struct acl_job *aj = (struct acl_job *)j;
-    struct folder f;
-    int rc = folders_find_path(db, j->account_id, aj->path, &f);
-    if (rc == FOLDERS_ENOTFOUND || (rc == 0 && f.kind != FOLDER_KIND_MAIL)) {
+    struct imap_mailbox mb;
+    int rc = imap_mailbox_resolve(db, j->account_id, j->cfg, aj->path, &mb, j->err, sizeof(j->err));
+    if (rc == IMAP_MB_ENOTFOUND || (rc == 0 && (!mb.found || mb.f.kind != FOLDER_KIND_MAIL))) {
         aj->notfound = true;
         j->rc = -1;
         return;
     }
     if (rc < 0) {
-        snprintf(j->err, sizeof(j->err), "%s", PQerrorMessage(db));
         j->rc = -2;
+        return;
+    }
+    const struct folder f = mb.f;
+    if (mb.name.ns != IMAP_NS_PERSONAL)
+        snprintf(aj->owner, sizeof(aj->owner), "%s", mb.owner_addr);
+    aj->myrights = mb.rights;
+    if (aj->op != OP_MYRIGHTS && !(mb.rights & ACL_A)) {
+        /* RFC 4314 §4: every ACL command but MYRIGHTS needs "a" */
+        aj->noperm = true;
+        j->rc = -1;
         return;
     }
     struct imap_envelope_out *out = &aj->out;
@@ -145,15 +160,10 @@ static void acl_work(struct imap_job *j, PGconn *db)
     long long gid;
     switch (aj->op) {
     case OP_MYRIGHTS: {
-        unsigned mask;
-        if (acl_rights(db, f.id, j->account_id, &mask) < 0) {
-            j->rc = -2;
-            return;
-        }
         char letters[12];
-        acl_mask_format(mask, letters);
+        acl_mask_format(mb.rights, letters);
         imap_envelope_out_add(out, "* MYRIGHTS ", 11);
-        imap_put_mailbox(out, f.path, aj->utf8);
+        imap_put_mailbox(out, aj->path, aj->utf8);
         imap_envelope_out_add(out, " ", 1);
         put_astring(out, letters, false);
         imap_envelope_out_add(out, "\r\n", 2);
@@ -162,7 +172,7 @@ static void acl_work(struct imap_job *j, PGconn *db)
     case OP_GETACL:
         /* RFC 4314 §3.6; the owner's rights are implicit in storage, shown first */
         imap_envelope_out_add(out, "* ACL ", 6);
-        imap_put_mailbox(out, f.path, aj->utf8);
+        imap_put_mailbox(out, aj->path, aj->utf8);
         imap_envelope_out_add(out, " ", 1);
         put_astring(out, aj->owner, aj->utf8);
         imap_envelope_out_add(out, " " ACL_RIGHTS, 1 + strlen(ACL_RIGHTS));
@@ -180,7 +190,7 @@ static void acl_work(struct imap_job *j, PGconn *db)
             return;
         }
         imap_envelope_out_add(out, "* LISTRIGHTS ", 13);
-        imap_put_mailbox(out, f.path, aj->utf8);
+        imap_put_mailbox(out, aj->path, aj->utf8);
         imap_envelope_out_add(out, " ", 1);
         put_astring(out, aj->ident, aj->utf8);
         if (aj->isowner)
@@ -246,6 +256,8 @@ static void acl_done(struct imap_session *s, struct imap_job *j)
         imap_tagged(s, "OK", "%s completed", names[aj->op]);
     else if (aj->notfound)
         imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+    else if (aj->noperm)
+        imap_tagged(s, "NO", "[NOPERM] Administer right (a) needed");
     else if (aj->isowner)
         imap_tagged(s, "NO", "[CANNOT] The owner always has every right");
     else if (aj->badident)
@@ -334,8 +346,9 @@ enum quota_op { Q_GETQUOTA, Q_GETQUOTAROOT };
 struct quota_job {
     struct imap_job base;
     enum quota_op op;
-    char path[FOLDERS_PATH_MAX + 1];
-    char address[DIR_ADDRESS_SIZE];
+    char path[IMAP_NAME_MAX + 1];
+    char address[DIR_ADDRESS_SIZE]; /* the account whose root it is */
+    char root[DIR_ADDRESS_SIZE];    /* its name: "" for the session's account */
     bool utf8, notfound, noroot;
     struct imap_envelope_out out;
 };
@@ -347,23 +360,57 @@ static void quota_destroy(struct imap_job *j)
     free(qj);
 }
 
+static int quota_seen(const struct sharing_folder *sf, void *ctx)
+{
+    (void)sf;
+    *(bool *)ctx = true;
+    return 1;
+}
+
 static void quota_work(struct imap_job *j, PGconn *db)
 {
     struct quota_job *qj = (struct quota_job *)j;
     struct imap_envelope_out *out = &qj->out;
     if (qj->op == Q_GETQUOTAROOT) {
-        struct folder f;
-        int rc = folders_find_path(db, j->account_id, qj->path, &f);
-        if (rc == FOLDERS_ENOTFOUND || (rc == 0 && f.kind != FOLDER_KIND_MAIL)) {
+        struct imap_mailbox mb;
+        int rc =
+            imap_mailbox_resolve(db, j->account_id, j->cfg, qj->path, &mb, j->err, sizeof(j->err));
+        if (rc == IMAP_MB_ENOTFOUND || (rc == 0 && (!mb.found || mb.f.kind != FOLDER_KIND_MAIL))) {
             qj->notfound = true;
             j->rc = -1;
             return;
         }
         if (rc < 0) {
-            snprintf(j->err, sizeof(j->err), "%s", PQerrorMessage(db));
             j->rc = -2;
             return;
         }
+        if (mb.name.ns != IMAP_NS_PERSONAL) {
+            /* the owner's root: what storing a message there is charged to */
+            snprintf(qj->address, sizeof(qj->address), "%s", mb.owner_addr);
+            snprintf(qj->root, sizeof(qj->root), "%s", mb.owner_addr);
+        }
+    } else if (*qj->root) {
+        /* another account's root: only for an account that shares a folder with this one */
+        struct dir_account a;
+        int rc = dir_account_find(db, qj->root, &a, j->err, sizeof(j->err));
+        if (rc < 0 && rc != DIR_ENOTFOUND) {
+            j->rc = -2;
+            return;
+        }
+        bool seen = false;
+        if (rc == 0 && a.id != j->account_id &&
+            sharing_list(db, j->account_id, SHARING_ALL, false, a.id, quota_seen, &seen, j->err,
+                         sizeof(j->err)) < 0) {
+            j->rc = -2;
+            return;
+        }
+        if (!seen) {
+            qj->noroot = true;
+            j->rc = -1;
+            return;
+        }
+        snprintf(qj->address, sizeof(qj->address), "%s", a.address);
+        snprintf(qj->root, sizeof(qj->root), "%s", a.address);
     }
     struct quota_info q;
     if (quota_get(db, qj->address, &q, j->err, sizeof(j->err)) < 0) {
@@ -375,7 +422,11 @@ static void quota_work(struct imap_job *j, PGconn *db)
         /* RFC 9208 §4.3.2: every mailbox has the account's root, "" (none when unlimited) */
         imap_envelope_out_add(out, "* QUOTAROOT ", 12);
         imap_put_mailbox(out, qj->path, qj->utf8);
-        imap_envelope_out_add(out, limited ? " \"\"\r\n" : "\r\n", limited ? 5 : 2);
+        if (limited) {
+            imap_envelope_out_add(out, " ", 1);
+            imap_quote_append(out, qj->root, strlen(qj->root), 0);
+        }
+        imap_envelope_out_add(out, "\r\n", 2);
     } else if (!limited) {
         qj->noroot = true;
         j->rc = -1;
@@ -391,7 +442,9 @@ static void quota_work(struct imap_job *j, PGconn *db)
         if (q.messages_limit > 0)
             o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%sMESSAGE %lld %lld", o ? " " : "",
                                   q.messages_used, q.messages_limit);
-        imap_envelope_out_add(out, "* QUOTA \"\" (", 12);
+        imap_envelope_out_add(out, "* QUOTA ", 8);
+        imap_quote_append(out, qj->root, strlen(qj->root), 0);
+        imap_envelope_out_add(out, " (", 2);
         imap_envelope_out_add(out, buf, o);
         imap_envelope_out_add(out, ")\r\n", 3);
     }
@@ -435,7 +488,7 @@ void imap_cmd_getquota(struct imap_session *s, const struct imap_arg *a, size_t 
         imap_tagged(s, "BAD", "Syntax: GETQUOTA root");
         return;
     }
-    if (*root) {
+    if (strlen(root) >= DIR_ADDRESS_SIZE || (*root && !strchr(root, '@'))) {
         imap_tagged(s, "NO", "[NONEXISTENT] No such quota root");
         return;
     }
@@ -445,6 +498,7 @@ void imap_cmd_getquota(struct imap_session *s, const struct imap_arg *a, size_t 
         return;
     }
     qj->op = Q_GETQUOTA;
+    snprintf(qj->root, sizeof(qj->root), "%s", root);
     quota_start(s, qj);
 }
 

@@ -91,10 +91,11 @@ struct new_msg {
 
 struct append_job {
     struct imap_job base;
-    char path[FOLDERS_PATH_MAX + 1];
+    char path[IMAP_NAME_MAX + 1];
     struct new_msg *m;
     size_t n;
-    bool trycreate, notmail;
+    bool trycreate, notmail, noperm, notfound;
+    unsigned rights;
     uint32_t uidvalidity;
     uint32_t *uids;
     long long folder;
@@ -158,18 +159,44 @@ static int ingest(PGconn *db, struct new_msg *m, char *err, size_t errlen)
 static void append_work(struct imap_job *j, PGconn *db)
 {
     struct append_job *aj = (struct append_job *)j;
-    struct folder f;
-    int rc = folders_find_path(db, j->account_id, aj->path, &f);
-    if (rc == FOLDERS_ENOTFOUND) {
-        aj->trycreate = true;
+    struct imap_mailbox mb;
+    int rc = imap_mailbox_resolve(db, j->account_id, j->cfg, aj->path, &mb, j->err, sizeof(j->err));
+    if (rc == IMAP_MB_ENOTFOUND) {
+        /* RFC 9051 §6.3.12: TRYCREATE when creating it could help: not in another account */
+        aj->trycreate = mb.name.ns == IMAP_NS_PERSONAL;
+        aj->notfound = !aj->trycreate;
         j->rc = -1;
         return;
     }
-    if (rc < 0 || f.kind != FOLDER_KIND_MAIL) {
+    if (rc < 0 || !mb.found || mb.f.kind != FOLDER_KIND_MAIL) {
         aj->notmail = rc == 0;
-        snprintf(j->err, sizeof(j->err), "%s", rc < 0 ? PQerrorMessage(db) : "not mail");
+        if (rc == 0)
+            snprintf(j->err, sizeof(j->err), "not mail");
         j->rc = -1;
         return;
+    }
+    const struct folder f = mb.f;
+    if (!(mb.rights & ACL_I)) { /* RFC 4314 §4: APPEND needs "i" */
+        aj->noperm = true;
+        aj->rights = mb.rights;
+        j->rc = -1;
+        return;
+    }
+    /* RFC 4314 §4: flags the account may not set are dropped, as STORE does */
+    unsigned keep = MAIL_FLAGS_ALL;
+    if (!(mb.rights & ACL_S))
+        keep &= ~MAIL_SEEN;
+    if (!(mb.rights & ACL_T))
+        keep &= ~MAIL_DELETED;
+    if (!(mb.rights & ACL_W))
+        keep &= MAIL_SEEN | MAIL_DELETED;
+    for (size_t i = 0; i < aj->n; i++) {
+        aj->m[i].flags &= keep;
+        if (!(mb.rights & ACL_W)) {
+            for (size_t k = 0; k < aj->m[i].nkw; k++)
+                free(aj->m[i].kw[k]);
+            aj->m[i].nkw = 0;
+        }
     }
     aj->folder = f.id;
     aj->uidvalidity = f.uidvalidity;
@@ -223,6 +250,10 @@ static void append_done(struct imap_session *s, struct imap_job *j)
     if (j->rc != 0) {
         if (aj->trycreate)
             imap_tagged(s, "NO", "[TRYCREATE] No such mailbox");
+        else if (aj->noperm)
+            imap_tagged(s, "NO", "%s", imap_noperm_text(aj->rights));
+        else if (aj->notfound)
+            imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
         else if (aj->notmail)
             imap_tagged(s, "NO", "[CANNOT] Not a mail folder");
         else if (j->rc == MAIL_EQUOTA)

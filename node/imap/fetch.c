@@ -784,7 +784,7 @@ static int load_batch(PGconn *db, struct fetch_job *fj)
             if (!(fj->batch[i].flags & MAIL_SEEN))
                 unseen[nu++] = (struct uid_range){fj->batch[i].uid, fj->batch[i].uid};
         if (nu)
-            rc = mailstore_store(db, fj->base.account_id, fj->base.folder_id, unseen, nu,
+            rc = mailstore_store(db, fj->base.owner_id, fj->base.folder_id, unseen, nu,
                                  MAIL_FLAGS_ADD, MAIL_SEEN, NULL, 0, 0, seen_changed, fj, NULL,
                                  NULL, fj->base.err, sizeof(fj->base.err));
         if (nu && rc == 0)
@@ -1045,7 +1045,8 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *a, size_t n, 
     }
     free(ranges);
     fj->uid_cmd = uid;
-    fj->readonly = s->view.readonly;
+    /* RFC 4314 §4: reading a body sets \Seen only with "s" */
+    fj->readonly = s->view.readonly || !(s->view.rights & ACL_S);
     fj->qresync = s->qresync;
     fj->condstore = s->condstore;
     fj->want_sync = true;

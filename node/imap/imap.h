@@ -9,6 +9,8 @@
  *   notify.c    "mailbox changed" notifications: the cluster bus, local changes, polling
  *   mailbox.c   SELECT, EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB, STATUS,
  *               NAMESPACE, CLOSE, UNSELECT
+ *   names.c     the namespaces: personal folders, other users' shared folders ("~user@domain/..."),
+ *               public folders (group accounts); names to folders and rights (RFC 2342, RFC 4314)
  *   fetch.c     FETCH: items, sections from the stored part offsets, BINARY decoding, streamed
  *               literals with bounded memory
  *   fetchspec.c FETCH item and section parsing, transfer decoding (pure, unit-tested, fuzzed)
@@ -38,6 +40,7 @@
 #include "proto/imap/envelope.h"
 #include "proto/imap/parser.h"
 #include "proto/imap/seqset.h"
+#include "storage/acl.h"
 #include "storage/directory.h"
 #include "storage/folders.h"
 
@@ -60,6 +63,14 @@ struct imap_session;
 #define IMAP_AUTH_DELAY_MS 1000
 /* Folders a LIST considers. */
 #define IMAP_LIST_MAX 100000
+/* Bytes of a namespace prefix ([service imap] shared_prefix, public_prefix), and the defaults
+ * (seed 000: the shared-account prefix is "~" by default). */
+#define IMAP_SHARED_PREFIX "~"
+#define IMAP_PUBLIC_PREFIX "Public Folders/"
+
+#define IMAP_PREFIX_MAX 64
+/* Bytes of a mailbox name as the client sees it: a prefix, an owner's address, a path. */
+#define IMAP_NAME_MAX (IMAP_PREFIX_MAX + DIR_ADDRESS_SIZE + FOLDERS_PATH_MAX + 1)
 
 enum imap_state {
     IMAP_NOTAUTH,
@@ -80,6 +91,9 @@ struct imap_settings {
     unsigned poll_interval;    /* seconds between checks while IDLE without the bus */
     unsigned max_errors;       /* BAD replies before the session ends */
     unsigned idle_timeout;     /* the service's idle timeout */
+    /* namespaces (names.c): other users' folders, public folders */
+    char shared_prefix[IMAP_PREFIX_MAX + 1];
+    char public_prefix[IMAP_PREFIX_MAX + 1];
 };
 
 /* The selected mailbox as this client knows it (RFC 9051 §2.3.1.2): message sequence number n
@@ -87,8 +101,9 @@ struct imap_settings {
 struct imap_view {
     long long folder_id;
     long long owner_id; /* the folder's account (modseqs and tombstones are per account) */
-    char path[FOLDERS_PATH_MAX + 1];
-    bool readonly; /* EXAMINE */
+    char path[IMAP_NAME_MAX + 1]; /* the name the client selected, canonical */
+    bool readonly;                /* EXAMINE, or rights that allow no change (RFC 4314 §5.2) */
+    unsigned rights;              /* storage/acl.h mask at SELECT (ACL_ALL in one's own folders) */
     uint32_t uidvalidity;
     uint32_t *uids;     /* ascending */
     long long *modseqs; /* per message, the modseq of the state last reported */
@@ -214,6 +229,9 @@ struct imap_job {
     int rc;
     char err[256];
     long long account_id;
+    /* the session's settings (namespaces): the session outlives its jobs, and its settings do
+     * not change after the connection opened */
+    const struct imap_settings *cfg;
     /* filled by imap_job_submit when a mailbox is selected (folder_id, owner_id: unless the
      * caller set them); with a sync the job also collects what changed in it since the view's
      * known modseq */
@@ -282,6 +300,57 @@ void imap_view_clear(struct imap_view *v);
 void imap_flags_append(struct imap_envelope_out *out, unsigned flags, const char *keywords);
 /* Sets the per-message modseq the client has been told of (after our own STORE). */
 void imap_view_set_modseq(struct imap_view *v, uint32_t uid, long long modseq);
+
+/* ---- namespaces (names.c) ---- */
+
+enum imap_ns {
+    IMAP_NS_PERSONAL = 0, /* the account's own folders */
+    IMAP_NS_SHARED,       /* other users' folders: shared_prefix + address + "/" + path */
+    IMAP_NS_PUBLIC,       /* group accounts' folders: public_prefix + address + "/" + path */
+};
+
+/* A client's mailbox name split by namespace. */
+struct imap_name {
+    enum imap_ns ns;
+    char owner[DIR_ADDRESS_SIZE];    /* shared, public: the owner's address ("": the prefix) */
+    char path[FOLDERS_PATH_MAX + 1]; /* in the owner's tree, canonical; "": the owner itself */
+};
+
+/* Checks a namespace prefix from the configuration: 1..IMAP_PREFIX_MAX bytes of UTF-8, no
+ * control characters, no '%' or '*', no leading '/', no "//", not starting with "INBOX". 0 or -1
+ * with the reason in err. */
+int imap_prefix_check(const char *prefix, char *err, size_t errlen);
+/* Splits a UTF-8 mailbox name (no trailing '/') by namespace; the longer prefix is tried first.
+ * 0, or -1 with the reason in err (a path that storage/folders.h refuses, an address too long). */
+int imap_name_split(const struct imap_settings *cfg, const char *name, struct imap_name *n_r,
+                    char *err, size_t errlen);
+/* The client's name of path (may be "") of owner in ns. 0, or -1 when out is too small. */
+int imap_name_join(const struct imap_settings *cfg, enum imap_ns ns, const char *owner,
+                   const char *path, char *out, size_t outlen);
+
+/* A mailbox name resolved on a worker. */
+struct imap_mailbox {
+    struct imap_name name;
+    long long owner_id; /* 0 when the owner is unknown */
+    char owner_addr[DIR_ADDRESS_SIZE];
+    bool container; /* names a namespace or an owner, not a folder */
+    bool found;     /* f is the folder */
+    struct folder f;
+    unsigned rights; /* on f: ACL_ALL in one's own folders; 0 when not found */
+};
+#define IMAP_MB_ENOTFOUND (-2)
+/* Resolves a canonical client name for account_id. 0: a folder the account has a right on (or
+ * its own), or a container (the namespace, or an owner of the namespace's kind other than the
+ * account); IMAP_MB_ENOTFOUND: no such folder, or one the account has no right on (mb->name,
+ * and owner_id when the owner exists, are still filled, for CREATE); -1: database error. */
+int imap_mailbox_resolve(PGconn *db, long long account_id, const struct imap_settings *cfg,
+                         const char *name, struct imap_mailbox *mb, char *err, size_t errlen);
+/* The rights account_id has now on folder_id of owner_id (ACL_ALL when it owns it; 0 on any
+ * failure). */
+unsigned imap_rights_now(PGconn *db, long long account_id, long long folder_id, long long owner_id);
+/* The "NO" of a folder the account may see but lacks right for: "[NOPERM] ..." when it has
+ * lookup ("l"), else as if the folder did not exist (RFC 4314 §4). */
+const char *imap_noperm_text(unsigned rights);
 
 /* ---- notifications (notify.c) ---- */
 

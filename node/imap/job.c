@@ -69,6 +69,7 @@ static int submit(struct imap_session *s, struct imap_job *j)
     j->job.work = job_work;
     j->job.done = job_done;
     j->account_id = s->account.id;
+    j->cfg = &s->cfg;
     if (workers_submit(server_workers(), &j->job) < 0) {
         conn_log(s->c, LOG_SUMMARY, "worker queue full");
         if (!j->quiet)

@@ -10,6 +10,15 @@
  * live below it, as \Noselect. Folder roles are the special-use attributes. Names travel in
  * modified UTF-7 unless the client enabled UTF8=ACCEPT or IMAP4rev2.
  *
+ * Other accounts' folders (names.c) are governed by their rights (storage/acl.h, RFC 4314 §4):
+ * LIST shows what has "l", SELECT and STATUS need "r", CREATE needs "k" on the parent, DELETE
+ * and RENAME "x" (RENAME also "k" on the new parent); a folder without any right does not
+ * exist. LIST shows public folders (group accounts) always, as subscribed, and other users'
+ * folders once the session's account is subscribed to that user (CREATE or SUBSCRIBE
+ * "~user@domain" subscribes to every folder of theirs it may see; LSUB then lists those), with
+ * the hierarchy above them as \Noselect. Special-use attributes are the owner's business and
+ * are not shown for other accounts' folders.
+ *
  * Each command runs one job; the folder list, statuses and responses of LIST are built on the
  * worker, so a large tree costs the I/O thread nothing. */
 #include <stdio.h>
@@ -28,6 +37,7 @@
 #include "storage/folders.h"
 #include "storage/imapstate.h"
 #include "storage/mailstore.h"
+#include "storage/sharing.h"
 
 /* Distinct keywords shown in a SELECT's FLAGS. */
 #define SELECT_KEYWORDS_MAX 256
@@ -123,20 +133,20 @@ static int parse_status_items(const struct imap_arg *a, unsigned *mask_r)
 }
 
 /* "* STATUS name (...)" of one folder, read on a worker. */
-static int status_line(PGconn *db, const struct folder *f, unsigned mask, bool utf8,
+static int status_line(PGconn *db, long long folder_id, const char *name, unsigned mask, bool utf8,
                        uint64_t append_limit, struct imap_envelope_out *out, char *err,
                        size_t errlen)
 {
     struct mail_status st;
-    int rc = mailstore_status(db, f->id, &st, err, errlen);
+    int rc = mailstore_status(db, folder_id, &st, err, errlen);
     if (rc < 0)
         return rc;
     unsigned long long deleted_bytes = 0;
     if ((mask & ST_DELETED_STORAGE) &&
-        imapstate_deleted_bytes(db, f->id, &deleted_bytes, err, errlen) < 0)
+        imapstate_deleted_bytes(db, folder_id, &deleted_bytes, err, errlen) < 0)
         return -1;
     imap_envelope_out_add(out, "* STATUS ", 9);
-    put_mailbox(out, f->path, utf8);
+    put_mailbox(out, name, utf8);
     char buf[512];
     size_t o = 0;
     buf[0] = '\0';
@@ -172,8 +182,9 @@ static int status_line(PGconn *db, const struct folder *f, unsigned mask, bool u
 
 struct select_job {
     struct imap_job base;
-    char path[FOLDERS_PATH_MAX + 1];
+    char path[IMAP_NAME_MAX + 1];
     bool examine;
+    unsigned rights;
     /* QRESYNC (RFC 7162 §3.2.5) */
     bool qresync;
     uint32_t q_uidvalidity;
@@ -182,7 +193,7 @@ struct select_job {
     /* results */
     struct folder f;
     struct mail_status st;
-    bool notfound, notmail;
+    bool notfound, notmail, noperm;
     uint32_t *uids;
     long long *modseqs;
     uint32_t count, cap;
@@ -242,16 +253,27 @@ static int select_row(const struct mail_row *r, void *ctx)
 static void select_work(struct imap_job *j, PGconn *db)
 {
     struct select_job *sj = (struct select_job *)j;
-    int rc = folders_find_path(db, j->account_id, sj->path, &sj->f);
-    if (rc == FOLDERS_ENOTFOUND) {
-        sj->notfound = true;
+    struct imap_mailbox mb;
+    int rc = imap_mailbox_resolve(db, j->account_id, j->cfg, sj->path, &mb, j->err, sizeof(j->err));
+    if (rc == IMAP_MB_ENOTFOUND || (rc == 0 && !mb.found)) {
+        sj->notfound = !mb.container;
+        sj->notmail = mb.container;
         j->rc = -1;
         return;
     }
-    if (rc < 0 || sj->f.kind != FOLDER_KIND_MAIL) {
+    if (rc < 0 || mb.f.kind != FOLDER_KIND_MAIL) {
         sj->notmail = rc == 0;
         j->rc = -1;
-        snprintf(j->err, sizeof(j->err), "%s", rc < 0 ? PQerrorMessage(db) : "not mail");
+        if (rc == 0)
+            snprintf(j->err, sizeof(j->err), "not mail");
+        return;
+    }
+    sj->f = mb.f;
+    sj->rights = mb.rights;
+    if (!(mb.rights & ACL_R)) {
+        /* RFC 4314 §4: SELECT and EXAMINE need "r" */
+        sj->noperm = true;
+        j->rc = -1;
         return;
     }
     if (mailstore_status(db, sj->f.id, &sj->st, j->err, sizeof(j->err)) < 0 ||
@@ -327,6 +349,8 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     if (j->rc != 0) {
         if (sj->notfound)
             imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+        else if (sj->noperm)
+            imap_tagged(s, "NO", "%s", imap_noperm_text(sj->rights));
         else if (sj->notmail)
             imap_tagged(s, "NO", "[CANNOT] Not a mail folder");
         else if (sj->too_big)
@@ -341,8 +365,10 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     imap_view_clear(v);
     v->folder_id = sj->f.id;
     v->owner_id = sj->f.account_id;
-    snprintf(v->path, sizeof(v->path), "%s", sj->f.path);
-    v->readonly = sj->examine;
+    snprintf(v->path, sizeof(v->path), "%s", sj->path);
+    v->rights = sj->rights;
+    /* RFC 4314 §5.2: read-only when none of the rights that change the mailbox is held */
+    v->readonly = sj->examine || !(sj->rights & (ACL_S | ACL_W | ACL_T | ACL_E | ACL_I));
     v->uidvalidity = sj->f.uidvalidity;
     v->uids = sj->uids;
     v->modseqs = sj->modseqs;
@@ -361,13 +387,27 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     }
     const char *kws = kw.data ? kw.data : "";
     imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", kws);
-    if (sj->examine)
+    if (v->readonly) {
         imap_printf(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    else
-        imap_printf(s,
-                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)]"
-                    " Flags permitted\r\n",
-                    kws);
+    } else {
+        /* RFC 4314 §4: \Seen needs "s", \Deleted "t", the other flags and keywords "w" */
+        char perm[128];
+        size_t o = 0;
+        bool w = v->rights & ACL_W;
+        perm[0] = '\0';
+#define PERM(t) o += (size_t)snprintf(perm + o, sizeof(perm) - o, "%s%s", o ? " " : "", t)
+        if (w)
+            PERM("\\Answered \\Flagged");
+        if (v->rights & ACL_T)
+            PERM("\\Deleted");
+        if (v->rights & ACL_S)
+            PERM("\\Seen");
+        if (w)
+            PERM("\\Draft");
+#undef PERM
+        imap_printf(s, "* OK [PERMANENTFLAGS (%s%s%s)] Flags permitted\r\n", perm, w ? kws : "",
+                    w ? " \\*" : "");
+    }
     imap_envelope_out_free(&kw);
     imap_printf(s, "* %u EXISTS\r\n", v->count);
     if (!s->rev2) {
@@ -403,7 +443,7 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         }
     }
     conn_log(s->c, LOG_DEBUG, "selected %s (%u messages)", v->path, v->count);
-    imap_tagged(s, "OK", "[%s] %s completed", sj->examine ? "READ-ONLY" : "READ-WRITE", what);
+    imap_tagged(s, "OK", "[%s] %s completed", v->readonly ? "READ-ONLY" : "READ-WRITE", what);
 }
 
 void imap_unselect(struct imap_session *s, bool announce)
@@ -500,17 +540,18 @@ enum folder_op { OP_CREATE, OP_DELETE, OP_RENAME, OP_SUBSCRIBE, OP_UNSUBSCRIBE }
 struct folder_job {
     struct imap_job base;
     enum folder_op op;
-    char path[FOLDERS_PATH_MAX + 1], path2[FOLDERS_PATH_MAX + 1];
+    char path[IMAP_NAME_MAX + 1], path2[IMAP_NAME_MAX + 1];
     enum folder_role role;
-    const char *code; /* the response code of a NO */
-    long long changed_modseq;
+    const char *code;       /* the response code of a NO */
+    const char *done_text;  /* OK text other than "<command> completed" */
+    const char *owner_path; /* DELETE: the path looked for below, in the owner's tree */
 };
 
 static int has_children_cb(const struct folder *f, void *ctx)
 {
     struct folder_job *fj = ctx;
-    size_t n = strlen(fj->path);
-    if (!strncmp(f->path, fj->path, n) && f->path[n] == '/') {
+    size_t n = strlen(fj->owner_path);
+    if (!strncmp(f->path, fj->owner_path, n) && f->path[n] == '/') {
         fj->code = "[HASCHILDREN] ";
         return 1;
     }
@@ -518,14 +559,14 @@ static int has_children_cb(const struct folder *f, void *ctx)
 }
 
 /* RFC 3501 §6.3.5: RENAME of INBOX moves its messages to the new mailbox and leaves INBOX empty. */
-static int rename_inbox(PGconn *db, struct folder_job *fj, long long account_id)
+static int rename_inbox(PGconn *db, struct folder_job *fj, long long account_id, const char *to)
 {
     struct folder dst, inbox;
     int rc = folders_find_path(db, account_id, "INBOX", &inbox);
     if (rc < 0)
         return rc;
-    rc = folders_create(db, account_id, fj->path2, FOLDER_KIND_MAIL, FOLDER_ROLE_NONE, &dst,
-                        fj->base.err, sizeof(fj->base.err));
+    rc = folders_create(db, account_id, to, FOLDER_KIND_MAIL, FOLDER_ROLE_NONE, &dst, fj->base.err,
+                        sizeof(fj->base.err));
     if (rc < 0)
         return rc;
     struct uid_range all = {1, UINT32_MAX};
@@ -534,57 +575,192 @@ static int rename_inbox(PGconn *db, struct folder_job *fj, long long account_id)
     return rc == MAIL_EINVAL ? 0 : rc;
 }
 
+static int fail_with(struct folder_job *fj, const char *code, int rc, const char *text)
+{
+    fj->code = code;
+    snprintf(fj->base.err, sizeof(fj->base.err), "%s", text);
+    return rc;
+}
+
+/* RFC 4314 §4: creating a folder in another account needs "k" on its parent (a new top-level
+ * folder there is the owner's alone to make). 0 or a FOLDERS_* code with fj->code set. */
+static int parent_may_create(PGconn *db, struct folder_job *fj, const struct imap_mailbox *mb,
+                             const char *path)
+{
+    if (mb->name.ns == IMAP_NS_PERSONAL)
+        return 0;
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return fail_with(fj, "[NOPERM] ", FOLDERS_EINVAL,
+                         "Only the owner creates top-level folders in an account");
+    char parent[FOLDERS_PATH_MAX + 1];
+    snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path);
+    struct folder pf;
+    int rc = folders_find_path(db, mb->owner_id, parent, &pf);
+    if (rc < 0 && rc != FOLDERS_ENOTFOUND)
+        return -1;
+    unsigned rights = rc == 0 ? imap_rights_now(db, fj->base.account_id, pf.id, mb->owner_id) : 0;
+    if (!(rights & ACL_K))
+        return fail_with(fj, rights & ACL_L ? "[NOPERM] " : "[NONEXISTENT] ", FOLDERS_EINVAL,
+                         rights & ACL_L ? "No right to create folders there"
+                                        : "The parent mailbox does not exist");
+    return 0;
+}
+
+static int op_create(PGconn *db, struct folder_job *fj, const struct imap_mailbox *mb, int found)
+{
+    long long acc = fj->base.account_id;
+    if (mb->container) {
+        if (mb->name.ns == IMAP_NS_SHARED && mb->owner_id) {
+            /* seed 000 "Sharing Concepts": CREATE "~user@domain" subscribes to that user's shared
+             * folders instead of creating one */
+            int n = 0;
+            if (sharing_subscribe_owner(db, acc, mb->owner_id, true, &n, fj->base.err,
+                                        sizeof(fj->base.err)) < 0)
+                return -1;
+            if (n == 0)
+                return fail_with(fj, "[NONEXISTENT] ", FOLDERS_ENOTFOUND,
+                                 "No folders of that account are shared with you");
+            fj->done_text = "CREATE completed: subscribed to the shared folders";
+            return 0;
+        }
+        if (mb->name.ns == IMAP_NS_PUBLIC && mb->owner_id)
+            return fail_with(fj, "[ALREADYEXISTS] ", FOLDERS_EEXIST,
+                             "Public folders are shown without subscribing");
+        return fail_with(fj, "[CANNOT] ", FOLDERS_EINVAL, "That name is a namespace");
+    }
+    if (found == 0)
+        return fail_with(fj, "[ALREADYEXISTS] ", FOLDERS_EEXIST, "Mailbox exists");
+    if (!mb->owner_id)
+        return fail_with(fj, "[NONEXISTENT] ", FOLDERS_ENOTFOUND, "No such account");
+    if (mb->name.ns != IMAP_NS_PERSONAL && fj->role != FOLDER_ROLE_NONE)
+        return fail_with(fj, "[USEATTR] ", FOLDERS_EINVAL,
+                         "Special use is for one's own mailboxes");
+    int rc = parent_may_create(db, fj, mb, mb->name.path);
+    if (rc != 0)
+        return rc;
+    if (fj->role != FOLDER_ROLE_NONE && folders_find_role(db, acc, fj->role, NULL) == 0)
+        return fail_with(fj, "[USEATTR] ", FOLDERS_EEXIST,
+                         "A mailbox with that special use exists");
+    return folders_create(db, mb->owner_id, mb->name.path, FOLDER_KIND_MAIL, fj->role, NULL,
+                          fj->base.err, sizeof(fj->base.err));
+}
+
+static int op_delete(PGconn *db, struct folder_job *fj, const struct imap_mailbox *mb, int found)
+{
+    if (mb->container) {
+        if (mb->name.ns == IMAP_NS_SHARED && mb->owner_id) {
+            /* the counterpart of the CREATE above: unsubscribes from that user */
+            if (sharing_subscribe_owner(db, fj->base.account_id, mb->owner_id, false, NULL,
+                                        fj->base.err, sizeof(fj->base.err)) < 0)
+                return -1;
+            fj->done_text = "DELETE completed: unsubscribed from the shared folders";
+            return 0;
+        }
+        return fail_with(fj, "[CANNOT] ", FOLDERS_EINVAL, "That name is not a mailbox");
+    }
+    if (found != 0)
+        return FOLDERS_ENOTFOUND;
+    if (mb->name.ns == IMAP_NS_PERSONAL && !strcmp(mb->name.path, "INBOX"))
+        return fail_with(fj, "[CANNOT] ", FOLDERS_EINVAL, "INBOX cannot be deleted");
+    if (!(mb->rights & ACL_X)) /* RFC 4314 §4: DELETE needs "x" */
+        return fail_with(fj, "[NOPERM] ", FOLDERS_EINVAL, "No right to delete this mailbox");
+    fj->owner_path = mb->name.path;
+    if (folders_list(db, mb->owner_id, has_children_cb, fj, fj->base.err, sizeof(fj->base.err)) < 0)
+        return -1;
+    if (fj->code) {
+        /* RFC 9051 §6.3.4: a mailbox with inferiors is not deleted here */
+        snprintf(fj->base.err, sizeof(fj->base.err), "Mailbox has children; delete them first");
+        return FOLDERS_EINVAL;
+    }
+    return folders_delete(db, mb->owner_id, mb->name.path, fj->base.err, sizeof(fj->base.err));
+}
+
+static int op_rename(PGconn *db, struct folder_job *fj, const struct imap_mailbox *mb, int found)
+{
+    struct imap_mailbox to;
+    int rc = imap_mailbox_resolve(db, fj->base.account_id, fj->base.cfg, fj->path2, &to,
+                                  fj->base.err, sizeof(fj->base.err));
+    if (rc == -1)
+        return -1;
+    *fj->base.err = '\0';
+    if (mb->container || to.container)
+        return fail_with(fj, "[CANNOT] ", FOLDERS_EINVAL, "That name is not a mailbox");
+    if (found != 0)
+        return FOLDERS_ENOTFOUND;
+    if (to.name.ns != mb->name.ns || to.owner_id != mb->owner_id)
+        return fail_with(fj, "[CANNOT] ", FOLDERS_EINVAL, "Mailboxes move only within one account");
+    if (rc == 0)
+        return fail_with(fj, "[ALREADYEXISTS] ", FOLDERS_EEXIST, "Target mailbox exists");
+    if (!(mb->rights & ACL_X)) /* RFC 4314 §4: RENAME needs "x", and "k" on the new parent */
+        return fail_with(fj, "[NOPERM] ", FOLDERS_EINVAL, "No right to rename this mailbox");
+    if ((rc = parent_may_create(db, fj, &to, to.name.path)) != 0)
+        return rc;
+    if (mb->name.ns == IMAP_NS_PERSONAL && !strcmp(mb->name.path, "INBOX"))
+        return rename_inbox(db, fj, mb->owner_id, to.name.path);
+    return folders_rename(db, mb->owner_id, mb->name.path, to.name.path, fj->base.err,
+                          sizeof(fj->base.err));
+}
+
+static int op_subscribe(PGconn *db, struct folder_job *fj, const struct imap_mailbox *mb, int found)
+{
+    long long acc = fj->base.account_id;
+    bool on = fj->op == OP_SUBSCRIBE;
+    if (mb->name.ns == IMAP_NS_PUBLIC) {
+        /* seed 000 "Public Folders": shown without subscribing; they always count as
+         * subscribed, so both directions change nothing */
+        if (found != 0 && !mb->container)
+            return FOLDERS_ENOTFOUND;
+        return 0;
+    }
+    if (mb->container) {
+        if (!mb->owner_id)
+            return fail_with(fj, "[CANNOT] ", FOLDERS_EINVAL, "That name is a namespace");
+        int n = 0;
+        if (sharing_subscribe_owner(db, acc, mb->owner_id, on, &n, fj->base.err,
+                                    sizeof(fj->base.err)) < 0)
+            return -1;
+        if (on && n == 0)
+            return fail_with(fj, "[NONEXISTENT] ", FOLDERS_ENOTFOUND,
+                             "No folders of that account are shared with you");
+        return 0;
+    }
+    if (found == 0 && (mb->name.ns == IMAP_NS_PERSONAL || (mb->rights & ACL_L)))
+        return folders_subscribe(db, acc, mb->f.id, on);
+    if (!on && mb->owner_id && mb->name.ns == IMAP_NS_SHARED) {
+        /* a folder no longer shared may still be subscribed: let it go */
+        struct folder f;
+        int rc = folders_find_path(db, mb->owner_id, mb->name.path, &f);
+        return rc == 0 ? folders_subscribe(db, acc, f.id, false) : rc;
+    }
+    return FOLDERS_ENOTFOUND;
+}
+
 static void folder_work(struct imap_job *j, PGconn *db)
 {
     struct folder_job *fj = (struct folder_job *)j;
-    long long acc = j->account_id;
-    struct folder f;
-    int rc = 0;
-    switch (fj->op) {
-    case OP_CREATE:
-        if (fj->role != FOLDER_ROLE_NONE && folders_find_role(db, acc, fj->role, NULL) == 0) {
-            fj->code = "[USEATTR] ";
-            snprintf(j->err, sizeof(j->err), "A mailbox with that special use exists");
-            rc = FOLDERS_EEXIST;
+    struct imap_mailbox mb;
+    int found =
+        imap_mailbox_resolve(db, j->account_id, j->cfg, fj->path, &mb, j->err, sizeof(j->err));
+    int rc;
+    if (found == -1) {
+        rc = -1;
+    } else {
+        *j->err = '\0';
+        switch (fj->op) {
+        case OP_CREATE:
+            rc = op_create(db, fj, &mb, found);
+            break;
+        case OP_DELETE:
+            rc = op_delete(db, fj, &mb, found);
+            break;
+        case OP_RENAME:
+            rc = op_rename(db, fj, &mb, found);
+            break;
+        default:
+            rc = op_subscribe(db, fj, &mb, found);
             break;
         }
-        rc = folders_create(db, acc, fj->path, FOLDER_KIND_MAIL, fj->role, &f, j->err,
-                            sizeof(j->err));
-        if (rc == 0)
-            fj->changed_modseq = f.highest_modseq;
-        break;
-    case OP_DELETE:
-        if (!strcmp(fj->path, "INBOX")) {
-            fj->code = "[CANNOT] ";
-            snprintf(j->err, sizeof(j->err), "INBOX cannot be deleted");
-            rc = FOLDERS_EINVAL;
-            break;
-        }
-        if ((rc = folders_find_path(db, acc, fj->path, &f)) < 0)
-            break;
-        if (folders_list(db, acc, has_children_cb, fj, j->err, sizeof(j->err)) < 0) {
-            rc = -1;
-            break;
-        }
-        if (fj->code) {
-            /* RFC 9051 §6.3.4: a mailbox with inferiors is not deleted here */
-            snprintf(j->err, sizeof(j->err), "Mailbox has children; delete them first");
-            rc = FOLDERS_EINVAL;
-            break;
-        }
-        rc = folders_delete(db, acc, fj->path, j->err, sizeof(j->err));
-        break;
-    case OP_RENAME:
-        if (!strcmp(fj->path, "INBOX"))
-            rc = rename_inbox(db, fj, acc);
-        else
-            rc = folders_rename(db, acc, fj->path, fj->path2, j->err, sizeof(j->err));
-        break;
-    case OP_SUBSCRIBE:
-    case OP_UNSUBSCRIBE:
-        if ((rc = folders_find_path(db, acc, fj->path, &f)) == 0)
-            rc = folders_subscribe(db, acc, f.id, fj->op == OP_SUBSCRIBE);
-        break;
     }
     if (rc == FOLDERS_ENOTFOUND && !fj->code)
         fj->code = "[NONEXISTENT] ";
@@ -595,10 +771,11 @@ static void folder_work(struct imap_job *j, PGconn *db)
     if (rc == -1 && !*j->err)
         snprintf(j->err, sizeof(j->err), "%s", PQerrorMessage(db));
     j->rc = rc;
-    if (rc == 0 && fj->op != OP_SUBSCRIBE && fj->op != OP_UNSUBSCRIBE) {
+    bool tree_changed = fj->op != OP_SUBSCRIBE && fj->op != OP_UNSUBSCRIBE && !mb.container;
+    if (rc == 0 && tree_changed && mb.owner_id) {
         long long ms = 0;
-        if (changes_current_modseq(db, acc, &ms) == 0)
-            imap_notify_publish(acc, 0, ms, FLOE__BUS__MAILBOX_CHANGE__KIND__FOLDERS);
+        if (changes_current_modseq(db, mb.owner_id, &ms) == 0)
+            imap_notify_publish(mb.owner_id, 0, ms, FLOE__BUS__MAILBOX_CHANGE__KIND__FOLDERS);
     }
 }
 
@@ -614,7 +791,10 @@ static void folder_done(struct imap_session *s, struct imap_job *j)
     if (j->rc == 0) {
         if (fj->op == OP_RENAME && s->state == IMAP_SELECTED && !strcmp(s->view.path, fj->path))
             snprintf(s->view.path, sizeof(s->view.path), "%s", fj->path2);
-        imap_tagged(s, "OK", "%s completed", names[fj->op]);
+        if (fj->done_text)
+            imap_tagged(s, "OK", "%s", fj->done_text);
+        else
+            imap_tagged(s, "OK", "%s completed", names[fj->op]);
         return;
     }
     if (j->rc == -1 || !fj->code) {
@@ -741,12 +921,15 @@ void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *a, size_t
 /* ---- LIST and LSUB ---- */
 
 struct list_entry {
-    char *path;
+    char *path; /* the client's name */
     long long id;
     enum folder_kind kind;
     enum folder_role role;
+    unsigned rights; /* ACL_ALL in one's own tree */
+    bool other;      /* another account's folder (shared or public) */
+    bool visible;    /* may be listed as itself: one's own, or "l" (RFC 4314 §4) */
+    bool synthetic;  /* a level above other accounts' folders: a name, not a folder */
     bool subscribed, children, mail_below, sub_below;
-    struct folder f; /* only id, path used by STATUS */
 };
 
 struct list_job {
@@ -779,27 +962,38 @@ static void list_destroy(struct imap_job *j)
     free(lj);
 }
 
-static int list_cb(const struct folder *f, void *ctx)
+/* A new zeroed entry named path, or NULL (lj->oom set, or the list is full). */
+static struct list_entry *entry_add(struct list_job *lj, const char *path)
 {
-    struct list_job *lj = ctx;
     if (lj->n >= IMAP_LIST_MAX)
-        return 1;
+        return NULL;
     if (lj->n == lj->cap) {
         size_t cap = lj->cap ? lj->cap * 2 : 64;
         struct list_entry *t = realloc(lj->e, cap * sizeof(*t));
         if (!t)
-            return lj->oom = true, 1;
+            return lj->oom = true, NULL;
         lj->e = t;
         lj->cap = cap;
     }
     struct list_entry *e = &lj->e[lj->n];
     memset(e, 0, sizeof(*e));
-    if (!(e->path = strdup(f->path)))
-        return lj->oom = true, 1;
+    if (!(e->path = strdup(path)))
+        return lj->oom = true, NULL;
+    lj->n++;
+    return e;
+}
+
+static int list_cb(const struct folder *f, void *ctx)
+{
+    struct list_job *lj = ctx;
+    struct list_entry *e = entry_add(lj, f->path);
+    if (!e)
+        return 1;
     e->id = f->id;
     e->kind = f->kind;
     e->role = f->role;
-    lj->n++;
+    e->rights = ACL_ALL;
+    e->visible = true;
     return 0;
 }
 
@@ -814,10 +1008,37 @@ static int sub_cb(const struct folder *f, void *ctx)
     return 0;
 }
 
+/* Another account's folder (storage/sharing.h), under its namespace's name. */
+static int shared_cb(const struct sharing_folder *sf, void *ctx)
+{
+    struct list_job *lj = ctx;
+    char name[IMAP_NAME_MAX + 1];
+    if (imap_name_join(lj->base.cfg, sf->owner_is_group ? IMAP_NS_PUBLIC : IMAP_NS_SHARED,
+                       sf->owner, sf->f.path, name, sizeof(name)) < 0)
+        return 0;
+    struct list_entry *e = entry_add(lj, name);
+    if (!e)
+        return 1;
+    e->id = sf->f.id;
+    e->kind = sf->f.kind;
+    e->role = sf->f.role;
+    e->rights = sf->rights;
+    e->other = true;
+    e->visible = (sf->rights & ACL_L) != 0;
+    /* public folders count as subscribed without subscribing (seed 000 "Public Folders") */
+    e->subscribed = sf->owner_is_group || sf->subscribed;
+    return 0;
+}
+
 static int entry_cmp(const void *a, const void *b)
 {
     return strcmp((*(const struct list_entry *const *)a)->path,
                   (*(const struct list_entry *const *)b)->path);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static struct list_entry *find_entry(struct list_entry **sorted, size_t n, const char *path)
@@ -827,24 +1048,93 @@ static struct list_entry *find_entry(struct list_entry **sorted, size_t n, const
     return hit ? *hit : NULL;
 }
 
+static struct list_entry **sorted_entries(struct list_job *lj)
+{
+    struct list_entry **sorted = malloc((lj->n ? lj->n : 1) * sizeof(*sorted));
+    if (!sorted)
+        return NULL;
+    for (size_t i = 0; i < lj->n; i++)
+        sorted[i] = &lj->e[i];
+    qsort(sorted, lj->n, sizeof(*sorted), entry_cmp);
+    return sorted;
+}
+
+/* The levels above other accounts' folders that are not folders the client may see
+ * ("~john@example.test", "Public Folders"): added as synthetic \Noselect entries, so a client
+ * walking the hierarchy level by level finds what lies below (RFC 9051 §6.3.9). 0 or -1. */
+static int add_levels(struct list_job *lj)
+{
+    struct list_entry **sorted = sorted_entries(lj);
+    char **missing = NULL;
+    size_t nmissing = 0, capmissing = 0, n = lj->n;
+    int rc = sorted ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!lj->e[i].other)
+            continue;
+        char path[IMAP_NAME_MAX + 1];
+        snprintf(path, sizeof(path), "%s", lj->e[i].path);
+        char *slash;
+        while (rc == 0 && (slash = strrchr(path, '/'))) {
+            *slash = '\0';
+            if (find_entry(sorted, n, path))
+                continue;
+            if (nmissing == capmissing) {
+                size_t cap = capmissing ? capmissing * 2 : 16;
+                char **t = realloc(missing, cap * sizeof(*t));
+                if (!t) {
+                    rc = -1;
+                    break;
+                }
+                missing = t;
+                capmissing = cap;
+            }
+            if (!(missing[nmissing] = strdup(path)))
+                rc = -1;
+            else
+                nmissing++;
+        }
+    }
+    free(sorted);
+    if (nmissing)
+        qsort(missing, nmissing, sizeof(*missing), str_cmp);
+    for (size_t i = 0; rc == 0 && i < nmissing; i++) {
+        if (i && !strcmp(missing[i], missing[i - 1]))
+            continue;
+        struct list_entry *e = entry_add(lj, missing[i]);
+        if (!e)
+            break; /* out of memory (lj->oom) or the list is full */
+        e->kind = FOLDER_KIND_MAIL;
+        e->other = e->synthetic = true;
+    }
+    for (size_t i = 0; i < nmissing; i++)
+        free(missing[i]);
+    free(missing);
+    return rc < 0 || lj->oom ? -1 : 0;
+}
+
+/* May be selected: a mail folder the client may see. */
+static bool selectable(const struct list_entry *e)
+{
+    return e->kind == FOLDER_KIND_MAIL && e->visible && !e->synthetic;
+}
+
 /* Marks every ancestor of e: it has children, mail below it, subscriptions below it. */
 static void mark_ancestors(struct list_entry **sorted, size_t n, const struct list_entry *e)
 {
-    char path[FOLDERS_PATH_MAX + 1];
+    /* a folder that is not listed itself (no "l", or not mail and nothing below) counts for
+     * nothing above it */
+    if (!selectable(e) && !e->mail_below)
+        return;
+    char path[IMAP_NAME_MAX + 1];
     snprintf(path, sizeof(path), "%s", e->path);
-    bool first = true;
     char *slash;
     while ((slash = strrchr(path, '/'))) {
         *slash = '\0';
         struct list_entry *p = find_entry(sorted, n, path);
         if (!p)
             continue;
-        if (first)
-            p->children = true;
-        first = false;
         p->children = true;
-        if (e->kind == FOLDER_KIND_MAIL || e->mail_below)
-            p->mail_below = true;
+        p->mail_below = true;
         if (e->subscribed)
             p->sub_below = true;
     }
@@ -862,43 +1152,46 @@ static void list_work(struct imap_job *j, PGconn *db)
 {
     struct list_job *lj = (struct list_job *)j;
     if (folders_list(db, j->account_id, list_cb, lj, j->err, sizeof(j->err)) < 0 ||
-        folders_subscriptions(db, j->account_id, sub_cb, lj) < 0) {
+        folders_subscriptions(db, j->account_id, sub_cb, lj) < 0 ||
+        /* other users' folders once subscribed to them; public folders always */
+        sharing_list(db, j->account_id, SHARING_USERS, true, 0, shared_cb, lj, j->err,
+                     sizeof(j->err)) < 0 ||
+        sharing_list(db, j->account_id, SHARING_GROUPS, false, 0, shared_cb, lj, j->err,
+                     sizeof(j->err)) < 0) {
         j->rc = -2;
         return;
     }
-    if (lj->oom) {
+    if (lj->oom || add_levels(lj) < 0) {
         j->rc = -1;
         return;
     }
-    struct list_entry **sorted = malloc((lj->n ? lj->n : 1) * sizeof(*sorted));
+    struct list_entry **sorted = sorted_entries(lj);
     if (!sorted) {
         j->rc = -1;
         return;
     }
-    for (size_t i = 0; i < lj->n; i++)
-        sorted[i] = &lj->e[i];
-    qsort(sorted, lj->n, sizeof(*sorted), entry_cmp);
-    for (size_t i = 0; i < lj->n; i++)
-        mark_ancestors(sorted, lj->n, &lj->e[i]);
+    /* deepest first, so that "mail below" travels up through levels that are not listed */
+    for (size_t i = lj->n; i-- > 0;)
+        mark_ancestors(sorted, lj->n, sorted[i]);
     free(sorted);
 
     struct imap_envelope_out *out = &lj->out;
     for (size_t i = 0; i < lj->n; i++) {
         struct list_entry *e = &lj->e[i];
-        bool mail = e->kind == FOLDER_KIND_MAIL;
+        bool mail = selectable(e);
         /* mail folders, and other folders only as the \Noselect parents of mail folders */
         if (!mail && !e->mail_below)
             continue;
         if (!matches(lj, e->path))
             continue;
         bool childinfo = false;
-        if (lj->sel_subscribed && !e->subscribed) {
+        if (lj->sel_subscribed && !(e->subscribed && mail)) {
             /* RFC 5258 §3.5: RECURSIVEMATCH lists parents of subscribed mailboxes */
             if (!(lj->recursive && e->sub_below))
                 continue;
             childinfo = true;
         }
-        const char *special = mail ? role_attr(e->role) : NULL;
+        const char *special = mail && !e->other ? role_attr(e->role) : NULL;
         if (lj->sel_special && !special)
             continue;
         char attrs[128];
@@ -910,7 +1203,7 @@ static void list_work(struct imap_job *j, PGconn *db)
                 ATTR("\\Noselect");
             if (!lj->lsub)
                 ATTR(e->children ? "\\HasChildren" : "\\HasNoChildren");
-            if (e->subscribed && (lj->ret_subscribed || lj->sel_subscribed) && !lj->lsub)
+            if (e->subscribed && mail && (lj->ret_subscribed || lj->sel_subscribed) && !lj->lsub)
                 ATTR("\\Subscribed");
             if (special)
                 ATTR(special);
@@ -923,13 +1216,12 @@ static void list_work(struct imap_job *j, PGconn *db)
         if (childinfo)
             imap_envelope_out_add(out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))", 29);
         imap_envelope_out_add(out, "\r\n", 2);
-        if (lj->status_mask && mail && !childinfo) {
-            /* RFC 5819 §2: the STATUS of each listed selectable mailbox follows its LIST */
-            struct folder f = {.id = e->id};
-            snprintf(f.path, sizeof(f.path), "%s", e->path);
+        if (lj->status_mask && mail && !childinfo && (e->rights & ACL_R)) {
+            /* RFC 5819 §2: the STATUS of each listed selectable mailbox follows its LIST (RFC
+             * 4314 §4: STATUS needs "r") */
             char err[256];
-            if (status_line(db, &f, lj->status_mask, lj->utf8, lj->append_limit, out, err,
-                            sizeof(err)) == -1) {
+            if (status_line(db, e->id, e->path, lj->status_mask, lj->utf8, lj->append_limit, out,
+                            err, sizeof(err)) == -1) {
                 snprintf(j->err, sizeof(j->err), "%s", err);
                 j->rc = -2;
                 return;
@@ -1135,9 +1427,9 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *a, size_t n, b
 
 struct status_job {
     struct imap_job base;
-    char path[FOLDERS_PATH_MAX + 1];
-    unsigned mask;
-    bool utf8, notfound;
+    char path[IMAP_NAME_MAX + 1];
+    unsigned mask, rights;
+    bool utf8, notfound, noperm;
     uint64_t append_limit;
     struct imap_envelope_out out;
 };
@@ -1152,20 +1444,25 @@ static void status_destroy(struct imap_job *j)
 static void status_work(struct imap_job *j, PGconn *db)
 {
     struct status_job *sj = (struct status_job *)j;
-    struct folder f;
-    int rc = folders_find_path(db, j->account_id, sj->path, &f);
-    if (rc == FOLDERS_ENOTFOUND || (rc == 0 && f.kind != FOLDER_KIND_MAIL)) {
+    struct imap_mailbox mb;
+    int rc = imap_mailbox_resolve(db, j->account_id, j->cfg, sj->path, &mb, j->err, sizeof(j->err));
+    if (rc == IMAP_MB_ENOTFOUND || (rc == 0 && (!mb.found || mb.f.kind != FOLDER_KIND_MAIL))) {
         sj->notfound = true;
         j->rc = -1;
         return;
     }
     if (rc < 0) {
-        snprintf(j->err, sizeof(j->err), "%s", PQerrorMessage(db));
         j->rc = -2;
         return;
     }
-    j->rc =
-        status_line(db, &f, sj->mask, sj->utf8, sj->append_limit, &sj->out, j->err, sizeof(j->err));
+    if (!(mb.rights & ACL_R)) { /* RFC 4314 §4: STATUS needs "r" */
+        sj->noperm = true;
+        sj->rights = mb.rights;
+        j->rc = -1;
+        return;
+    }
+    j->rc = status_line(db, mb.f.id, sj->path, sj->mask, sj->utf8, sj->append_limit, &sj->out,
+                        j->err, sizeof(j->err));
 }
 
 static void status_done(struct imap_session *s, struct imap_job *j)
@@ -1179,6 +1476,8 @@ static void status_done(struct imap_session *s, struct imap_job *j)
         imap_tagged(s, "OK", "STATUS completed");
     else if (sj->notfound)
         imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+    else if (sj->noperm)
+        imap_tagged(s, "NO", "%s", imap_noperm_text(sj->rights));
     else {
         conn_log(s->c, LOG_SUMMARY, "STATUS failed: %s", j->err);
         imap_tagged(s, "NO", "[UNAVAILABLE] STATUS failed");
@@ -1217,14 +1516,39 @@ void imap_cmd_status(struct imap_session *s, const struct imap_arg *a, size_t n,
 
 /* ---- NAMESPACE, CLOSE, UNSELECT ---- */
 
+/* RFC 2342 §5: a namespace prefix is a string, never an atom. */
+static void put_prefix(struct imap_envelope_out *out, const char *prefix, bool utf8)
+{
+    if (utf8) {
+        imap_quote_append(out, prefix, strlen(prefix), IMAP_QUOTE_UTF8);
+        return;
+    }
+    char *enc = NULL;
+    size_t len;
+    if (imap_utf7_encode(prefix, strlen(prefix), &enc, &len, NULL, 0) < 0) {
+        out->failed = true;
+        return;
+    }
+    imap_quote_append(out, enc, len, 0);
+    free(enc);
+}
+
 void imap_cmd_namespace(struct imap_session *s, const struct imap_arg *a, size_t n, bool f)
 {
     if (n) {
         imap_tagged(s, "BAD", "NAMESPACE takes no arguments");
         return;
     }
-    /* RFC 2342: one personal namespace; shared folders come later */
-    imap_printf(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+    /* RFC 2342 §5: personal, other users' and shared (public) namespaces */
+    struct imap_envelope_out o = {0};
+    imap_envelope_out_add(&o, "* NAMESPACE ((\"\" \"/\")) ((", 25);
+    put_prefix(&o, s->cfg.shared_prefix, s->utf8);
+    imap_envelope_out_add(&o, " \"/\")) ((", 9);
+    put_prefix(&o, s->cfg.public_prefix, s->utf8);
+    imap_envelope_out_add(&o, " \"/\"))\r\n", 8);
+    if (o.data)
+        imap_write(s, o.data, o.len);
+    imap_envelope_out_free(&o);
     imap_tagged(s, "OK", "NAMESPACE completed");
 }
 
@@ -1234,8 +1558,9 @@ void imap_cmd_close(struct imap_session *s, const struct imap_arg *a, size_t n, 
         imap_tagged(s, "BAD", "No arguments expected");
         return;
     }
-    if (unselect || s->view.readonly) {
-        /* RFC 3691 UNSELECT, and CLOSE of a read-only mailbox: nothing is expunged */
+    if (unselect || s->view.readonly || !(s->view.rights & ACL_E)) {
+        /* RFC 3691 UNSELECT, and CLOSE of a read-only mailbox or without the expunge right
+         * (RFC 4314 §4): nothing is expunged */
         imap_unselect(s, false);
         imap_tagged(s, "OK", unselect ? "UNSELECT completed" : "CLOSE completed");
         return;

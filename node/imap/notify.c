@@ -96,7 +96,9 @@ static void deliver(void *arg)
     struct note *n = arg;
     for (struct imap_session *s = watchers, *next; s; s = next) {
         next = s->watch_next; /* the session may stop watching while it is told */
-        if (s->account.id == n->account_id)
+        /* its own account, or the owner of the other account's folder it has selected */
+        if (s->account.id == n->account_id ||
+            (s->state == IMAP_SELECTED && s->view.owner_id == n->account_id))
             imap_session_changed(s, n->folder_id, n->modseq);
     }
     free(n);

@@ -277,11 +277,17 @@ int imap_arg_mailbox(struct imap_session *s, const struct imap_arg *a, char *pat
     /* RFC 9051 §6.3.4: a trailing delimiter only says the name is meant to have children */
     while (len > 1 && utf8[len - 1] == '/')
         utf8[--len] = '\0';
+    /* the canonical form: INBOX spelled so at the top of the tree it names (names.c) */
     char why[256];
-    int rc = folders_path_check(utf8, path, pathlen, why, sizeof(why));
+    struct imap_name nm;
+    int rc = imap_name_split(&s->cfg, utf8, &nm, why, sizeof(why));
     free(utf8);
     if (rc < 0) {
         imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name: %s", why);
+        return -1;
+    }
+    if (imap_name_join(&s->cfg, nm.ns, nm.owner, nm.path, path, pathlen) < 0) {
+        imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name: too long");
         return -1;
     }
     return 0;
@@ -1299,12 +1305,40 @@ int imap_configure(struct service_config *sc, char *err, size_t errlen)
                  sc->name, v);
         return -1;
     }
+    const char *shared = NULL, *pub = NULL;
+    char why[128];
+    if (config_service_get_str(sc, "shared_prefix", IMAP_SHARED_PREFIX, &shared, err, errlen) < 0 ||
+        config_service_get_str(sc, "public_prefix", IMAP_PUBLIC_PREFIX, &pub, err, errlen) < 0)
+        return -1;
+    const char *bad = imap_prefix_check(shared, why, sizeof(why)) < 0 ? "shared_prefix"
+                      : imap_prefix_check(pub, why, sizeof(why)) < 0  ? "public_prefix"
+                                                                      : NULL;
+    if (bad) {
+        snprintf(err, errlen, "[service %s] %s: %s", sc->name, bad, why);
+        return -1;
+    }
+    if (!strncmp(shared, pub, strlen(pub)) || !strncmp(pub, shared, strlen(shared))) {
+        /* RFC 2342 §5: one namespace may not be inside another */
+        snprintf(err, errlen, "[service %s] shared_prefix and public_prefix overlap", sc->name);
+        return -1;
+    }
     return 0;
 }
 
 void imap_init(void)
 {
     imap_notify_init();
+}
+
+/* A namespace prefix; imap_configure() checked it when the configuration was loaded. */
+static void read_prefix(const struct service_config *sc, const char *key, const char *def,
+                        char out[IMAP_PREFIX_MAX + 1])
+{
+    const char *v = NULL;
+    char err[128];
+    if (config_service_get_str(sc, key, def, &v, err, sizeof(err)) == 0 && v &&
+        imap_prefix_check(v, err, sizeof(err)) == 0)
+        snprintf(out, IMAP_PREFIX_MAX + 1, "%s", v);
 }
 
 static void read_settings(struct imap_session *s)
@@ -1318,6 +1352,8 @@ static void read_settings(struct imap_session *s)
     st->max_errors = 20;
     st->idle_timeout = sc ? sc->idle_timeout : 1800;
     st->append_limit = s->rt->cfg->smtp.max_message_size;
+    snprintf(st->shared_prefix, sizeof(st->shared_prefix), "%s", IMAP_SHARED_PREFIX);
+    snprintf(st->public_prefix, sizeof(st->public_prefix), "%s", IMAP_PUBLIC_PREFIX);
     if (sc) {
         config_service_get_bool(sc, "login_disabled_plain", true, &st->login_disabled_plain, err,
                                 sizeof(err));
@@ -1328,6 +1364,8 @@ static void read_settings(struct imap_session *s)
         if (config_service_get_str(sc, "append_limit", NULL, &v, err, sizeof(err)) == 0 && v &&
             parse_size(v, &size) == 0 && size > 0)
             st->append_limit = size;
+        read_prefix(sc, "shared_prefix", IMAP_SHARED_PREFIX, st->shared_prefix);
+        read_prefix(sc, "public_prefix", IMAP_PUBLIC_PREFIX, st->public_prefix);
     }
     if (st->poll_interval == 0)
         st->poll_interval = 1;

@@ -5,7 +5,14 @@
  *
  * Sets are resolved against the view first (imap_arg_seqset), so a command only ever names
  * messages the client knows; the store's single-statement operations do the rest in one
- * transaction each. Changes are announced on the bus (notify.c) for other sessions. */
+ * transaction each. Changes are announced on the bus (notify.c) for other sessions.
+ *
+ * Rights (RFC 4314 §4), asked again on the worker for another account's folder, since the
+ * owner may change them while it is selected: STORE changes \Seen only with "s", \Deleted
+ * only with "t", other flags and keywords only with "w", and silently leaves alone what it may
+ * not change (PERMANENTFLAGS told the client); COPY and MOVE need "i" on the target, MOVE also
+ * "t" and "e" on the source; EXPUNGE needs "e". Changes in another account's folder take that
+ * account's modseqs (the owner's change sequence is the folder's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +20,7 @@
 
 #include "node/imap/imap.h"
 #include "proto/bus/bus.pb-c.h"
+#include "storage/acl.h"
 #include "storage/folders.h"
 #include "storage/mailstore.h"
 
@@ -130,6 +138,11 @@ struct store_job {
     size_t capmodseqs;
     struct u32list failed; /* UNCHANGEDSINCE: modified meanwhile (RFC 7162 §3.1.3) */
     long long new_modseq;
+    bool noperm; /* the rights to read the folder are gone */
+    /* the union of the keywords of the set (FLAGS with partial rights) */
+    char **have;
+    size_t nhave, caphave;
+    bool have_oom;
 };
 
 static void store_destroy(struct imap_job *j)
@@ -145,6 +158,9 @@ static void store_destroy(struct imap_job *j)
     free(sj->changed_uids.v);
     free(sj->changed_modseqs);
     free(sj->failed.v);
+    for (size_t i = 0; i < sj->nhave; i++)
+        free(sj->have[i]);
+    free(sj->have);
     free(sj);
 }
 
@@ -199,12 +215,125 @@ static int store_row(const struct mail_row *r, void *ctx)
     return 0;
 }
 
+static int collect_keywords(const struct mail_row *r, void *ctx)
+{
+    struct store_job *sj = ctx;
+    for (size_t i = 0; i < r->nkeywords; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < sj->nhave && !dup; k++)
+            dup = !strcmp(sj->have[k], r->keywords[i]);
+        for (size_t k = 0; k < sj->nkw && !dup; k++)
+            dup = !strcasecmp(sj->kw[k], r->keywords[i]); /* asked for: stays */
+        if (dup)
+            continue;
+        if (sj->nhave == sj->caphave) {
+            size_t cap = sj->caphave ? sj->caphave * 2 : 16;
+            char **t = realloc(sj->have, cap * sizeof(*t));
+            if (!t)
+                return sj->have_oom = true, 1;
+            sj->have = t;
+            sj->caphave = cap;
+        }
+        if (!(sj->have[sj->nhave] = strdup(r->keywords[i])))
+            return sj->have_oom = true, 1;
+        sj->nhave++;
+    }
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b);
+
+/* The ranges r[0..n) without the UIDs ex[0..nex) (ascending); *n_r ranges, NULL on OOM. */
+static struct uid_range *ranges_without(const struct uid_range *r, size_t n, const uint32_t *ex,
+                                        size_t nex, size_t *n_r)
+{
+    struct uid_range *out = malloc((n + nex + 1) * sizeof(*out));
+    size_t o = 0, k = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t lo = r[i].lo;
+        while (k < nex && ex[k] < lo)
+            k++;
+        for (; k < nex && ex[k] <= r[i].hi; k++) {
+            if (ex[k] > lo)
+                out[o++] = (struct uid_range){(uint32_t)lo, ex[k] - 1};
+            lo = (uint64_t)ex[k] + 1;
+        }
+        if (lo <= r[i].hi)
+            out[o++] = (struct uid_range){(uint32_t)lo, r[i].hi};
+    }
+    *n_r = o;
+    return out;
+}
+
+/* FLAGS (replace) without every flag right: the flags the account may change are added and
+ * removed in two steps, the others stay as they are; the keywords are replaced (with "w") by
+ * adding the asked ones and removing the others the set has. */
+static int store_partial(PGconn *db, struct imap_job *j, struct store_job *sj, unsigned allowed,
+                         bool kw_ok)
+{
+    unsigned add = sj->flags & allowed, del = allowed & ~sj->flags;
+    int rc =
+        mailstore_store(db, j->owner_id, j->folder_id, sj->ranges, sj->nranges, MAIL_FLAGS_ADD, add,
+                        (const char *const *)sj->kw, kw_ok ? sj->nkw : 0, sj->unchanged_since,
+                        store_changed, sj, store_failed, sj, j->err, sizeof(j->err));
+    if (rc < 0)
+        return rc;
+    if (kw_ok && (mailstore_fetch(db, j->folder_id, sj->ranges, sj->nranges, 0, false,
+                                  collect_keywords, sj, j->err, sizeof(j->err)) < 0 ||
+                  sj->have_oom))
+        return -1;
+    if (!del && !sj->nhave)
+        return 0;
+    /* the messages the first step refused under UNCHANGEDSINCE are left alone */
+    if (sj->failed.n)
+        qsort(sj->failed.v, sj->failed.n, sizeof(uint32_t), cmp_u32);
+    size_t nr;
+    struct uid_range *r = ranges_without(sj->ranges, sj->nranges, sj->failed.v, sj->failed.n, &nr);
+    if (!r)
+        return -1;
+    size_t off = 0;
+    do {
+        size_t nk = sj->nhave - off > MAIL_KEYWORDS_MAX ? MAIL_KEYWORDS_MAX : sj->nhave - off;
+        if (nr)
+            rc = mailstore_store(db, j->owner_id, j->folder_id, r, nr, MAIL_FLAGS_REMOVE,
+                                 off ? 0 : del, (const char *const *)sj->have + off, nk, 0,
+                                 store_changed, sj, NULL, NULL, j->err, sizeof(j->err));
+        off += nk;
+    } while (rc == 0 && off < sj->nhave);
+    free(r);
+    return rc;
+}
+
 static void store_work(struct imap_job *j, PGconn *db)
 {
     struct store_job *sj = (struct store_job *)j;
-    j->rc = mailstore_store(db, j->account_id, j->folder_id, sj->ranges, sj->nranges, sj->mode,
+    unsigned rights = imap_rights_now(db, j->account_id, j->folder_id, j->owner_id);
+    unsigned allowed = (rights & ACL_S ? MAIL_SEEN : 0) | (rights & ACL_T ? MAIL_DELETED : 0) |
+                       (rights & ACL_W ? MAIL_ANSWERED | MAIL_FLAGGED | MAIL_DRAFT : 0);
+    bool kw_ok = rights & ACL_W;
+    if (!(rights & ACL_R)) {
+        sj->noperm = true;
+        j->rc = -1;
+        return;
+    }
+    if (allowed == MAIL_FLAGS_ALL) {
+        j->rc =
+            mailstore_store(db, j->owner_id, j->folder_id, sj->ranges, sj->nranges, sj->mode,
                             sj->flags, (const char *const *)sj->kw, sj->nkw, sj->unchanged_since,
                             store_changed, sj, store_failed, sj, j->err, sizeof(j->err));
+    } else if (sj->mode == MAIL_FLAGS_SET) {
+        j->rc = store_partial(db, j, sj, allowed, kw_ok);
+    } else if ((sj->flags & allowed) || (kw_ok && sj->nkw)) {
+        /* RFC 4314 §4: what may not be changed is left out, silently */
+        j->rc = mailstore_store(db, j->owner_id, j->folder_id, sj->ranges, sj->nranges, sj->mode,
+                                sj->flags & allowed, (const char *const *)sj->kw,
+                                kw_ok ? sj->nkw : 0, sj->unchanged_since, store_changed, sj,
+                                store_failed, sj, j->err, sizeof(j->err));
+    } else {
+        j->rc = 0;
+    }
     if (j->rc == 0 && sj->changed_uids.n)
         imap_notify_publish(j->owner_id, j->folder_id, sj->new_modseq,
                             FLOE__BUS__MAILBOX_CHANGE__KIND__FLAGS);
@@ -223,8 +352,12 @@ static void store_done(struct imap_session *s, struct imap_job *j)
 {
     struct store_job *sj = (struct store_job *)j;
     if (j->rc < 0) {
-        conn_log(s->c, LOG_SUMMARY, "STORE failed: %s", j->err);
         imap_view_apply(s, j->changes, false);
+        if (sj->noperm) {
+            imap_tagged(s, "NO", "[NOPERM] The rights to this mailbox were withdrawn");
+            return;
+        }
+        conn_log(s->c, LOG_SUMMARY, "STORE failed: %s", j->err);
         imap_tagged(s, "NO", "[SERVERBUG] Cannot change flags");
         return;
     }
@@ -378,12 +511,13 @@ struct copy_job {
     struct imap_job base;
     struct uid_range *ranges;
     size_t nranges;
-    char dest[FOLDERS_PATH_MAX + 1];
+    char dest[IMAP_NAME_MAX + 1];
     bool move, uid;
     long long dest_id;
     uint32_t uidvalidity;
     struct u32list src, dst;
-    bool trycreate, notmail;
+    bool trycreate, notmail, notfound, noperm_src, noperm_dest;
+    unsigned dest_rights; /* when it lacks "i" */
 };
 
 static void copy_destroy(struct imap_job *j)
@@ -405,20 +539,35 @@ static void copy_mapped(uint32_t src, uint32_t dst, void *ctx)
 static void copy_work(struct imap_job *j, PGconn *db)
 {
     struct copy_job *cj = (struct copy_job *)j;
-    struct folder f;
-    int rc = folders_find_path(db, j->account_id, cj->dest, &f);
-    if (rc == FOLDERS_ENOTFOUND) {
-        cj->trycreate = true;
+    struct imap_mailbox mb;
+    int rc = imap_mailbox_resolve(db, j->account_id, j->cfg, cj->dest, &mb, j->err, sizeof(j->err));
+    if (rc == IMAP_MB_ENOTFOUND) {
+        /* RFC 9051 §6.4.7: TRYCREATE when CREATE could help: not in another account */
+        cj->trycreate = mb.name.ns == IMAP_NS_PERSONAL;
+        cj->notfound = !cj->trycreate;
         j->rc = -1;
         return;
     }
     if (rc < 0) {
-        snprintf(j->err, sizeof(j->err), "%s", PQerrorMessage(db));
         j->rc = -2;
         return;
     }
-    if (f.kind != FOLDER_KIND_MAIL) {
+    if (!mb.found || mb.f.kind != FOLDER_KIND_MAIL) {
         cj->notmail = true;
+        j->rc = -1;
+        return;
+    }
+    const struct folder f = mb.f;
+    if (!(mb.rights & ACL_I)) { /* RFC 4314 §4: COPY needs "i" on the target */
+        cj->dest_rights = mb.rights;
+        cj->noperm_dest = true;
+        j->rc = -1;
+        return;
+    }
+    unsigned src_rights = imap_rights_now(db, j->account_id, j->folder_id, j->owner_id);
+    unsigned src_need = ACL_R | (cj->move ? ACL_T | ACL_E : 0);
+    if ((src_rights & src_need) != src_need) {
+        cj->noperm_src = true;
         j->rc = -1;
         return;
     }
@@ -446,6 +595,13 @@ static void copy_done(struct imap_session *s, struct imap_job *j)
         imap_view_apply(s, j->changes, cj->move || cj->uid);
         if (cj->trycreate)
             imap_tagged(s, "NO", "[TRYCREATE] No such mailbox");
+        else if (cj->notfound)
+            imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+        else if (cj->noperm_src)
+            imap_tagged(s, "NO", "[NOPERM] No right to %s messages of this mailbox",
+                        cj->move ? "move" : "copy");
+        else if (cj->noperm_dest)
+            imap_tagged(s, "NO", "%s", imap_noperm_text(cj->dest_rights));
         else if (cj->notmail)
             imap_tagged(s, "NO", "[CANNOT] Not a mail folder");
         else if (j->rc == MAIL_EQUOTA)
@@ -501,6 +657,11 @@ static void copy_or_move(struct imap_session *s, const struct imap_arg *a, size_
         imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
         return;
     }
+    if (move && (s->view.rights & (ACL_T | ACL_E)) != (ACL_T | ACL_E)) {
+        /* RFC 6851 §3.3 with RFC 4314: moving out deletes and expunges */
+        imap_tagged(s, "NO", "[NOPERM] No right to move messages out of this mailbox");
+        return;
+    }
     struct copy_job *cj = calloc(1, sizeof(*cj));
     if (!cj) {
         imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
@@ -540,7 +701,7 @@ struct expunge_job {
     struct imap_job base;
     struct uid_range *ranges;
     size_t nranges;
-    bool by_uid;
+    bool by_uid, noperm;
     bool silent; /* CLOSE: no responses (RFC 9051 §6.4.1) */
     struct u32list gone;
 };
@@ -562,8 +723,13 @@ static void expunged(uint32_t uid, void *ctx)
 static void expunge_work(struct imap_job *j, PGconn *db)
 {
     struct expunge_job *ej = (struct expunge_job *)j;
-    j->rc = mailstore_expunge(db, j->account_id, j->folder_id, ej->ranges, ej->nranges, expunged,
-                              ej, j->err, sizeof(j->err));
+    if (!(imap_rights_now(db, j->account_id, j->folder_id, j->owner_id) & ACL_E)) {
+        ej->noperm = true; /* RFC 4314 §4: EXPUNGE needs "e" (CLOSE then expunges nothing) */
+        j->rc = 0;
+        return;
+    }
+    j->rc = mailstore_expunge(db, j->owner_id, j->folder_id, ej->ranges, ej->nranges, expunged, ej,
+                              j->err, sizeof(j->err));
     if (j->rc == 0 && ej->gone.n) {
         struct mail_status st;
         char err[128];
@@ -586,6 +752,11 @@ static void expunge_done(struct imap_session *s, struct imap_job *j)
         } else {
             imap_tagged(s, "OK", "CLOSE completed");
         }
+        return;
+    }
+    if (ej->noperm) {
+        imap_view_apply(s, j->changes, true);
+        imap_tagged(s, "NO", "[NOPERM] No right to expunge this mailbox");
         return;
     }
     if (j->rc < 0 || ej->gone.failed) {
@@ -622,6 +793,10 @@ void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *a, size_t n
     }
     if (s->view.readonly) {
         imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+        return;
+    }
+    if (!(s->view.rights & ACL_E)) {
+        imap_tagged(s, "NO", "[NOPERM] No right to expunge this mailbox");
         return;
     }
     struct expunge_job *ej = calloc(1, sizeof(*ej));

@@ -5,6 +5,7 @@ limits, static files from a document root, virtual hosts, and the
 /.well-known/caldav and /.well-known/carddav redirects."""
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -363,3 +364,15 @@ def test_stalled_body_hits_the_idle_timeout(tmp_path_factory):
             assert time.time() - t0 < 5
     finally:
         n.stop()
+
+
+def test_wrk_load(web):
+    """A short load test with wrk: many keep-alive connections at once, every request
+    answered, and the node still healthy afterwards."""
+    r = subprocess.run(["wrk", "-t", "2", "-c", "50", "-d", "3s", "--latency",
+                        base(web) + "/_floe/hello"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"(\d+) requests in", r.stdout)
+    assert m and int(m.group(1)) > 1000, r.stdout
+    assert "Socket errors" not in r.stdout and "Non-2xx" not in r.stdout, r.stdout
+    assert requests.get(f"http://127.0.0.1:{web.admin_port}/healthz", timeout=5).status_code == 200
