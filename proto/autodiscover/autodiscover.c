@@ -15,6 +15,7 @@
  * hostile address can neither break out of an element nor produce a document a client rejects:
  * a string that cannot be represented makes the builder return NULL instead. */
 #include "proto/autodiscover/autodiscover.h"
+#include "proto/text/utf8.h"
 
 #include <libxml/SAX2.h>
 #include <libxml/parser.h>
@@ -415,13 +416,14 @@ static long leaf_text(const xmlNode *n, char *out, size_t outlen)
     return (long)(len - start);
 }
 
-/* An address we can look up: 1..AUTODISCOVER_EMAIL_MAX bytes, no controls, and text on both
- * sides of its last '@' (RFC 5321 §4.1.2 allows '@' inside a quoted local part). */
+/* An address we can look up: 1..AUTODISCOVER_EMAIL_MAX bytes of valid UTF-8 (the responses
+ * are UTF-8 documents), no controls, and text on both sides of its last '@' (RFC 5321 §4.1.2
+ * allows '@' inside a quoted local part). */
 static bool email_ok(const char *e, size_t len)
 {
     const char *at = NULL;
 
-    if (len == 0 || len > AUTODISCOVER_EMAIL_MAX)
+    if (len == 0 || len > AUTODISCOVER_EMAIL_MAX || !utf8_check(e, len, UTF8_NO_C0 | UTF8_NO_C1))
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)e[i];

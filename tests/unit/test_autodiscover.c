@@ -290,6 +290,11 @@ static void test_malformed(void **state)
         "<Autodiscover xmlns=\"" REQ_OUTLOOK "\"><Request><EMailAddress>a@b.example</EMailAddress>"
         "<AcceptableResponseSchema>" RESP_OUTLOOK "</AcceptableResponseSchema></Request>"
         "</Autodiscover><Autodiscover/>",
+        /* an address that is not valid UTF-8 (an overlong sequence inside CDATA): no
+         * response could carry it */
+        "<Autodiscover xmlns=\"" REQ_OUTLOOK "\"><Request><EMailAddress><![CDATA[a\xc0\xa7@b.example]]>"
+        "</EMailAddress><AcceptableResponseSchema>" RESP_OUTLOOK "</AcceptableResponseSchema>"
+        "</Request></Autodiscover>",
         /* undeclared entity */
         "<Autodiscover xmlns=\"" REQ_OUTLOOK "\"><Request><EMailAddress>&x;@b.example"
         "</EMailAddress><AcceptableResponseSchema>" RESP_OUTLOOK "</AcceptableResponseSchema>"
