@@ -11,7 +11,7 @@ What runs:
   - K accounts (default 200) with an IMAP session each on node A: logged in
     (SCRAM-SHA-256), INBOX selected, in IDLE.
 
-What is measured: M messages (default 500) of 5 KB, sent one after the other over one SMTP
+What is measured: M messages (default 10 000) of 5 KB, sent one after the other over one SMTP
 session to node B, message i to account i mod K. For each: the time from reading the 250
 after the data (the message is committed: Floe answers 250 after the commit) to reading
 "* n EXISTS" on that account's IDLE session on node A, and the time from writing the
@@ -170,7 +170,7 @@ def main():
     ap.add_argument("--redis", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--sessions", type=int, default=200)
-    ap.add_argument("--messages", type=int, default=500)
+    ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--size", type=int, default=5000)
     a = ap.parse_args()
     if not a.redis.startswith("unix://"):

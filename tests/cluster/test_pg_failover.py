@@ -5,6 +5,7 @@ import glob
 import os
 import pathlib
 import shutil
+import smtplib
 import subprocess
 import tempfile
 import time
@@ -92,6 +93,11 @@ def test_promoted_replica_takes_over(cluster, pg_pair, tmp_path):
     epoch = st["epoch"]
     # acknowledged before the failover: with synchronous replication the standby has it
     assert cluster.ctl("domain", "add", "before.test").returncode == 0
+    assert cluster.ctl("account", "add", "sink@before.test").returncode == 0
+    s = smtplib.SMTP(nodes[0].host, nodes[0].smtp_port, timeout=10)
+    for i in range(20):
+        s.sendmail("load@example.org", ["sink@before.test"], f"Subject: acked-{i}\r\n\r\nx\r\n")
+    s.quit()
 
     as_owner(f"{PGBIN}/pg_ctl", "-D", str(primary.data), "-m", "immediate", "stop")
     time.sleep(1)
@@ -106,3 +112,12 @@ def test_promoted_replica_takes_over(cluster, pg_pair, tmp_path):
     r = cluster.ctl("domain", "list")
     assert r.returncode == 0 and "before.test" in r.stdout.split()
     assert cluster.ctl("domain", "add", "after.test").returncode == 0
+    # every message that got 250 before the failover is on the promoted server, and mail
+    # flows again through the other node
+    s = smtplib.SMTP(nodes[1].host, nodes[1].smtp_port, timeout=10)
+    s.sendmail("load@example.org", ["sink@before.test"], "Subject: acked-after\r\n\r\nx\r\n")
+    s.quit()
+    r = subprocess.run(["psql", url, "-XAtqc",
+                        "SELECT count(*) FROM messages WHERE subject LIKE 'acked-%'"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "21", r.stdout + r.stderr

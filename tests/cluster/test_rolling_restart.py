@@ -1,7 +1,7 @@
 """A rolling restart under SMTP load loses nothing: clients keep sending to a
-two-node cluster (each client falls back to the other node when its node goes
-away, as a load balancer would send it there) while first one node, then the
-other is stopped and started again. Every message that got "250" is stored
+three-node cluster (each client moves to the next node when its node goes
+away, as a load balancer would send it there) while every node in turn is
+stopped and started again. Every message that got "250" is stored
 exactly once; no message is stored twice."""
 import smtplib
 import threading
@@ -15,24 +15,25 @@ CLIENTS = 4
 def test_rolling_restart_under_smtp_load(cluster):
     a = cluster.add_node(1)
     b = cluster.add_node(2)
+    c = cluster.add_node(3)
     for args in (("domain", "add", "roll.test"), ("account", "add", "sink@roll.test")):
         r = cluster.ctl(*args)
         assert r.returncode == 0, r.stderr
-    nodes = [a, b]
+    nodes = [a, b, c]
     acked, lock = set(), threading.Lock()
     seq = iter(range(10 ** 6))
     stop = threading.Event()
     refused = [0]
 
     def client(k):
-        target = k % 2
+        target = k % 3
         while not stop.is_set():
             n = nodes[target]
             try:
                 s = smtplib.SMTP(n.host, n.smtp_port, timeout=10)
                 s.ehlo("roll.example")
             except (OSError, smtplib.SMTPException):
-                target = 1 - target   # the node is down: go to the other one
+                target = (target + 1) % 3   # the node is down: go to the next one
                 time.sleep(0.05)
                 continue
             try:
@@ -47,7 +48,7 @@ def test_rolling_restart_under_smtp_load(cluster):
             except (OSError, smtplib.SMTPException):
                 with lock:
                     refused[0] += 1
-                target = 1 - target
+                target = (target + 1) % 3
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
     for t in threads:
@@ -65,7 +66,7 @@ def test_rolling_restart_under_smtp_load(cluster):
         assert acked_count() >= goal, f"load stalled at {acked_count()}"
 
     wait_more(100)
-    for n in (a, b):
+    for n in (a, b, c):
         n.stop()          # graceful: sessions are told 421 and close
         wait_more(50)     # the other node carries the load meanwhile
         n.start()
