@@ -18,23 +18,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "storage/db.h"
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "storage/directory.h"
 
 int ips_address_normalize(const char *in, char *out, size_t outlen)
 {
@@ -71,7 +60,7 @@ bool ips_service_valid(const char *service)
 static int check_address(const char *address, char out[IPS_ADDRESS_MAX], char *err, size_t errlen)
 {
     if (ips_address_normalize(address, out, IPS_ADDRESS_MAX) < 0) {
-        set_err(err, errlen, "'%.64s' is not an IPv4 or IPv6 host address", address ? address : "");
+        dir_set_err(err, errlen, "'%.64s' is not an IPv4 or IPv6 host address", address ? address : "");
         return -1;
     }
     return 0;
@@ -84,7 +73,7 @@ int ips_block_add(PGconn *c, const char *address, const char *service, const cha
     if (check_address(address, addr, err, errlen) < 0)
         return -1;
     if (!ips_service_valid(service)) {
-        set_err(err, errlen, "invalid service name '%.40s'", service ? service : "");
+        dir_set_err(err, errlen, "invalid service name '%.40s'", service ? service : "");
         return -1;
     }
     if (!reason)
@@ -92,11 +81,11 @@ int ips_block_add(PGconn *c, const char *address, const char *service, const cha
     if (!node)
         node = "";
     if (strlen(reason) > IPS_REASON_MAX || strlen(node) > IPS_NODE_MAX) {
-        set_err(err, errlen, "block reason or node name too long");
+        dir_set_err(err, errlen, "block reason or node name too long");
         return -1;
     }
     if (seconds < 1 || seconds > IPS_BLOCK_SECONDS_MAX) {
-        set_err(err, errlen, "block of %u s outside 1..%u", seconds, IPS_BLOCK_SECONDS_MAX);
+        dir_set_err(err, errlen, "block of %u s outside 1..%u", seconds, IPS_BLOCK_SECONDS_MAX);
         return -1;
     }
     char secs[16];
@@ -129,7 +118,7 @@ int ips_block_remove(PGconn *c, const char *address, const char *service, char *
     if (check_address(address, addr, err, errlen) < 0)
         return -1;
     if (service && !ips_service_valid(service)) {
-        set_err(err, errlen, "invalid service name '%.40s'", service);
+        dir_set_err(err, errlen, "invalid service name '%.40s'", service);
         return -1;
     }
     const char *p[] = {addr, service};
@@ -192,7 +181,7 @@ int ips_block_list(PGconn *c, bool include_expired, size_t max, ips_block_fn fn,
 int ips_purge(PGconn *c, unsigned window_s, char *err, size_t errlen)
 {
     if (window_s < 1 || window_s > IPS_WINDOW_SECONDS_MAX) {
-        set_err(err, errlen, "window of %u s outside 1..%u", window_s, IPS_WINDOW_SECONDS_MAX);
+        dir_set_err(err, errlen, "window of %u s outside 1..%u", window_s, IPS_WINDOW_SECONDS_MAX);
         return -1;
     }
     char win[16];
@@ -222,7 +211,7 @@ int ips_failure_add(PGconn *c, const char *address, unsigned window_s, unsigned 
     if (check_address(address, addr, err, errlen) < 0)
         return -1;
     if (window_s < 1 || window_s > IPS_WINDOW_SECONDS_MAX) {
-        set_err(err, errlen, "window of %u s outside 1..%u", window_s, IPS_WINDOW_SECONDS_MAX);
+        dir_set_err(err, errlen, "window of %u s outside 1..%u", window_s, IPS_WINDOW_SECONDS_MAX);
         return -1;
     }
     char win[16];

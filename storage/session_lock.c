@@ -14,23 +14,12 @@
  * the moment the statement runs. */
 #include "storage/session_lock.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "storage/db.h"
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "storage/directory.h"
 
 static bool kind_valid(const char *kind)
 {
@@ -61,15 +50,15 @@ static int check_args(long long account_id, const char *kind, const char *node, 
                       char *err, size_t errlen)
 {
     if (account_id <= 0) {
-        set_err(err, errlen, "invalid account id %lld", account_id);
+        dir_set_err(err, errlen, "invalid account id %lld", account_id);
         return -1;
     }
     if (!kind_valid(kind)) {
-        set_err(err, errlen, "invalid lock kind");
+        dir_set_err(err, errlen, "invalid lock kind");
         return -1;
     }
     if (!name_valid(node) || (session && !name_valid(session))) {
-        set_err(err, errlen, "invalid node name or session tag");
+        dir_set_err(err, errlen, "invalid node name or session tag");
         return -1;
     }
     return 0;
@@ -78,7 +67,7 @@ static int check_args(long long account_id, const char *kind, const char *node, 
 static int check_lease(unsigned lease_s, char *err, size_t errlen)
 {
     if (lease_s < SESSION_LOCK_LEASE_MIN || lease_s > SESSION_LOCK_LEASE_MAX) {
-        set_err(err, errlen, "lease of %u s outside %d..%d", lease_s, SESSION_LOCK_LEASE_MIN,
+        dir_set_err(err, errlen, "lease of %u s outside %d..%d", lease_s, SESSION_LOCK_LEASE_MIN,
                 SESSION_LOCK_LEASE_MAX);
         return -1;
     }
@@ -90,7 +79,7 @@ int session_lock_get(PGconn *c, long long account_id, const char *kind,
                      size_t errlen)
 {
     if (account_id <= 0 || !kind_valid(kind)) {
-        set_err(err, errlen, "invalid account id or lock kind");
+        dir_set_err(err, errlen, "invalid account id or lock kind");
         return -1;
     }
     char acct[24];
@@ -145,7 +134,7 @@ int session_lock_acquire(PGconn *c, long long account_id, const char *kind, cons
         5, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         if (db_sqlstate_is(r, "23503"))
-            set_err(err, errlen, "no account with id %lld", account_id);
+            dir_set_err(err, errlen, "no account with id %lld", account_id);
         else
             db_set_error(err, errlen, c, r, "cannot take the session lock");
         PQclear(r);
@@ -160,7 +149,7 @@ int session_lock_acquire(PGconn *c, long long account_id, const char *kind, cons
         if (session_lock_get(c, account_id, kind, holder_r, NULL, err, errlen) < 0)
             return -1;
     }
-    set_err(err, errlen, "the %s lock of account %lld is held by another session", kind,
+    dir_set_err(err, errlen, "the %s lock of account %lld is held by another session", kind,
             account_id);
     return SESSION_LOCK_EBUSY;
 }
@@ -188,7 +177,7 @@ int session_lock_renew(PGconn *c, long long account_id, const char *kind, const 
     bool ours = !strcmp(PQcmdTuples(r), "1");
     PQclear(r);
     if (!ours) {
-        set_err(err, errlen, "the %s lock of account %lld is no longer held by this session", kind,
+        dir_set_err(err, errlen, "the %s lock of account %lld is no longer held by this session", kind,
                 account_id);
         return SESSION_LOCK_ELOST;
     }
@@ -220,7 +209,7 @@ int session_lock_release(PGconn *c, long long account_id, const char *kind, cons
 int session_lock_release_node(PGconn *c, const char *node, char *err, size_t errlen)
 {
     if (!name_valid(node)) {
-        set_err(err, errlen, "invalid node name");
+        dir_set_err(err, errlen, "invalid node name");
         return -1;
     }
     const char *p[] = {node};
